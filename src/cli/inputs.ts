@@ -1,0 +1,48 @@
+import { UsageError } from '../errors.js';
+import { DEFAULT_PRESET, hardwarePreset, modelShapeFor, type CostModel } from '../evaluator/cost-model.js';
+import { resolveTopology, parseTopologyShape, type Topology } from '../topology.js';
+import { defaultTracePath } from '../trace/default.js';
+import { readTrace } from '../trace/read.js';
+import type { Trace } from '../trace/types.js';
+import { nonNegativeInteger, positiveInteger } from './args.js';
+import type { ProgressReporter } from './progress.js';
+
+/** Reads the trace named by --trace, or the shipped one, reporting tokens read. */
+export async function loadTrace(path: string | undefined, progress: ProgressReporter): Promise<Trace> {
+  const file = path ?? defaultTracePath();
+  const trace = await readTrace(file, { onProgress: (tokens) => progress.update(`reading ${file}`, tokens) });
+  progress.update(`reading ${file}`, trace.tokens);
+  return trace;
+}
+
+/** Resolves --topology with --slots-per-gpu or --redundant-slots (default: one redundant slot per GPU). */
+export function topologyFromFlags(
+  flags: { topology?: string; 'slots-per-gpu'?: string; 'redundant-slots'?: string },
+  experts: number,
+): Topology {
+  const shape = parseTopologyShape(flags.topology ?? '2x4');
+  if (flags['slots-per-gpu'] !== undefined && flags['redundant-slots'] !== undefined) {
+    throw new UsageError('--slots-per-gpu and --redundant-slots set the same budget; give only one of them');
+  }
+  if (flags['slots-per-gpu'] !== undefined) {
+    return resolveTopology(shape, experts, { slotsPerGpu: positiveInteger('--slots-per-gpu', flags['slots-per-gpu'], 1) });
+  }
+  return resolveTopology(shape, experts, {
+    redundantSlotsPerGpu: nonNegativeInteger('--redundant-slots', flags['redundant-slots'], 1),
+  });
+}
+
+/** Cost model for a trace's model on the named hardware preset. */
+export function costModelFor(trace: Trace, preset: string | undefined): { cost: CostModel; preset: string } {
+  const name = preset ?? DEFAULT_PRESET;
+  return { cost: { model: modelShapeFor(trace.meta.model), hardware: hardwarePreset(name) }, preset: name };
+}
+
+/** Flags every trace-reading command shares, for parseFlags. */
+export const TOPOLOGY_FLAGS = {
+  trace: { type: 'string' },
+  topology: { type: 'string' },
+  'slots-per-gpu': { type: 'string' },
+  'redundant-slots': { type: 'string' },
+  preset: { type: 'string' },
+} as const;
