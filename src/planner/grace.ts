@@ -27,7 +27,7 @@ import type { RouteInstance } from '../routing/types.js';
 import type { ActivationStats } from '../stats/types.js';
 import { gpuCount, type Topology } from '../topology.js';
 import { kneeIndex } from './knee.js';
-import { keptAffinity, partition, spectralEmbedding } from './partition.js';
+import { keptAffinity, kMeansCentres, partition, spectralEmbedding } from './partition.js';
 import { LayerPlacement } from './placement.js';
 import { LoadPredictor, type CostRates } from './predict.js';
 import { fillSpareSlots, paperReplication } from './replicate.js';
@@ -47,6 +47,8 @@ export interface GraceOptions {
   readonly refine?: boolean;
   /** Group load cap above the mean, as a fraction: 0.1 allows 10% above the mean. */
   readonly loadTolerance?: number;
+  /** Sample tokens replayed to score each candidate; more tokens give steadier scores. */
+  readonly scoringTokens?: number;
   /**
    * Highest max/mean GPU load a candidate may reach on the profile sample. Faster candidates above
    * it lose to any candidate below it; when none is below, the most balanced one wins.
@@ -66,6 +68,7 @@ export const GRACE_DEFAULTS: Readonly<Omit<Settings, 'topology' | 'cost'>> = Obj
   refine: true,
   loadTolerance: 0.1,
   maxBalancedness: 1.2,
+  scoringTokens: 8192,
   generation: 1,
   strategy: 'grace',
 });
@@ -214,13 +217,23 @@ function planLayer(
     builds.push({ name: 'grouping', hot: 0, replication: 'none' });
   } else {
     if (mode === 'auto' || mode === 'fill') {
-      const hotCounts = [...new Set([0, 0.25, 0.5, 0.75, 1].map((f) => Math.round(f * maxHot)))];
+      // Large layers get fewer candidates to stay within a planning budget of seconds.
+      const fractions = experts * gpus > 8192 ? [0, 1] : [0, 0.25, 0.5, 0.75, 1];
+      const hotCounts = [...new Set(fractions.map((f) => Math.round(f * maxHot)))];
       for (const hot of hotCounts) builds.push({ name: `spread-${hot}+fill`, hot, replication: 'fill' });
     }
     if (mode === 'auto' || mode === 'paper') builds.push({ name: 'paper', hot: 0, replication: 'paper' });
   }
 
-  const layerEmbedding = { rows: spectralEmbedding(coactivation, experts, Math.min(topology.nodes, experts)), dimensions: Math.min(topology.nodes, experts) };
+  // The node-level embedding and k-means centres depend only on the layer, so every candidate
+  // reuses them and takes the rows of the experts it groups.
+  const dimensions = Math.min(topology.nodes, experts);
+  const rows = spectralEmbedding(coactivation, experts, dimensions);
+  const layerEmbedding = {
+    rows,
+    dimensions,
+    centres: topology.nodes > 1 ? kMeansCentres(rows, experts, dimensions, topology.nodes) : new Float64Array(0),
+  };
   const candidates: Candidate[] = [];
   for (const build of builds) {
     const candidate = buildCandidate(build, experts, loads, coactivation, layerEmbedding, settings, rates);
@@ -265,7 +278,7 @@ function buildCandidate(
   experts: number,
   loads: Float64Array,
   coactivation: Float64Array,
-  layerEmbedding: { readonly rows: Float64Array; readonly dimensions: number },
+  layerEmbedding: { readonly rows: Float64Array; readonly dimensions: number; readonly centres: Float64Array },
   settings: Settings,
   rates: CostRates,
 ): Candidate | null {
@@ -290,6 +303,7 @@ function buildCandidate(
   });
   const nodeSplit = partition({
     embedding: { rows: nodeRows, dimensions: layerEmbedding.dimensions },
+    centres: layerEmbedding.centres,
     n: rest.length,
     affinity: restAffinity,
     loads: rest.map((e) => loads[e]),
@@ -308,22 +322,29 @@ function buildCandidate(
 
   const grid = settings.nonUniformity === 'knee' ? settings.nonUniformityGrid : [settings.nonUniformity];
   const nodeAffinity = nodeItems.map((items) => subMatrix(coactivation, experts, items));
+  // Computed once per node for every r; partition() deals small item sets by load instead.
   const nodeEmbeddings = nodeItems.map((items, node) =>
-    gpusPerNode > 1 ? spectralEmbedding(nodeAffinity[node], items.length, Math.min(gpusPerNode, items.length)) : new Float64Array(0),
+    gpusPerNode > 1 && items.length > 2 * gpusPerNode
+      ? { rows: spectralEmbedding(nodeAffinity[node], items.length, gpusPerNode), dimensions: gpusPerNode }
+      : undefined,
   );
   const options: { r: number; groups: Int32Array[]; deviation: number; kept: number }[] = [];
-  const seenDeviation = new Set<number>();
+  const seenDeviation = new Set<string>();
+  const deviationOf = (r: number, items: readonly number[]): number =>
+    r > 0 || settings.nonUniformity === 'knee' ? Math.max(1, Math.round((items.length / gpusPerNode) * r)) : 0;
   for (const r of grid) {
+    // Values of r that give every node the same size deviation d give the same partition.
+    const key = nodeItems.map((items) => deviationOf(r, items)).join(',');
+    if (seenDeviation.has(key)) continue;
+    seenDeviation.add(key);
     const groups: Int32Array[] = [];
     let deviation = 0;
     let kept = 0;
-    let key = 0;
     let feasible = true;
     for (let node = 0; node < nodes; node++) {
       const items = nodeItems[node];
       const mean = items.length / gpusPerNode;
-      const d = r > 0 || settings.nonUniformity === 'knee' ? Math.max(1, Math.round(mean * r)) : 0;
-      key = key * 31 + d;
+      const d = deviationOf(r, items);
       const minSize = Math.max(0, Math.floor(mean) - d);
       const maxSize = Math.min(slotsPerGpu, Math.ceil(mean) + d);
       if (maxSize * gpusPerNode < items.length) {
@@ -331,8 +352,9 @@ function buildCandidate(
         break;
       }
       const affinity = nodeAffinity[node];
+      const embedding = nodeEmbeddings[node];
       const split = partition({
-        embedding: { rows: nodeEmbeddings[node], dimensions: Math.min(gpusPerNode, items.length) },
+        ...(embedding ? { embedding } : {}),
         n: items.length,
         affinity,
         loads: items.map(itemLoad),
@@ -348,8 +370,7 @@ function buildCandidate(
       for (const g of split.group) sizes[g]++;
       for (const size of sizes) deviation += mean > 0 ? Math.abs(size - mean) / mean : 0;
     }
-    if (!feasible || seenDeviation.has(key)) continue;
-    seenDeviation.add(key);
+    if (!feasible) continue;
     options.push({ r, groups, deviation: deviation / (nodes * gpusPerNode), kept });
   }
   if (options.length === 0) return null;
@@ -417,7 +438,7 @@ function scoreCandidate(
   });
   const replay = replayLayer({
     selections: sample.selections,
-    tokens: sample.tokens,
+    tokens: Math.min(sample.tokens, settings.scoringTokens),
     layers: stats.layers,
     topK: stats.topK,
     layer,

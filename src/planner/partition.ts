@@ -34,6 +34,8 @@ export interface PartitionProblem {
    * several times or take a subset of a larger embedding.
    */
   readonly embedding?: { readonly rows: Float64Array; readonly dimensions: number };
+  /** Precomputed k-means centres in the embedding (groups x dimensions, row-major). */
+  readonly centres?: Float64Array;
 }
 
 export interface PartitionResult {
@@ -91,7 +93,7 @@ function squaredDistance(rows: Float64Array, i: number, centres: Float64Array, c
 }
 
 /** k-means with farthest-point seeding; returns the centres (groups x k). */
-function kMeansCentres(rows: Float64Array, n: number, k: number, groups: number): Float64Array {
+export function kMeansCentres(rows: Float64Array, n: number, k: number, groups: number): Float64Array {
   const centres = new Float64Array(groups * k);
   const mean = new Float64Array(k);
   for (let i = 0; i < n; i++) for (let d = 0; d < k; d++) mean[d] += rows[i * k + d] / n;
@@ -163,11 +165,19 @@ function boundedAssignment(
   maxSize: readonly number[],
 ): Int32Array {
   const groups = minSize.length;
-  const pairs: { item: number; group: number; distance: number }[] = [];
+  // Cheapest (item, group) pairs first. Squared distances between unit rows are at most 4, so a
+  // distance quantised to 1e-9 times 2^21 plus the pair index fits a double exactly, and a plain
+  // numeric sort orders by distance with ties to the lower item, then the lower group.
+  const pairCount = n * groups;
+  if (pairCount >= 2 ** 21) throw new RangeError(`bounded assignment supports fewer than 2^21 item-group pairs, got ${pairCount}`);
+  const keys = new Float64Array(pairCount);
   for (let i = 0; i < n; i++) {
-    for (let c = 0; c < groups; c++) pairs.push({ item: i, group: c, distance: squaredDistance(rows, i, centres, c, k) });
+    for (let c = 0; c < groups; c++) {
+      const pair = i * groups + c;
+      keys[pair] = Math.round(squaredDistance(rows, i, centres, c, k) * 1e9) * 2 ** 21 + pair;
+    }
   }
-  pairs.sort((a, b) => a.distance - b.distance || a.item - b.item || a.group - b.group);
+  keys.sort();
 
   const group = new Int32Array(n).fill(-1);
   const size = new Int32Array(groups);
@@ -175,7 +185,10 @@ function boundedAssignment(
   // while the other groups' unmet minimums can still be covered by the unassigned items.
   let unmet = minSize.reduce((sum, value) => sum + value, 0);
   let unassigned = n;
-  for (const { item, group: c } of pairs) {
+  for (let p = 0; p < pairCount; p++) {
+    const pair = keys[p] % 2 ** 21;
+    const item = Math.floor(pair / groups);
+    const c = pair % groups;
     if (group[item] !== -1 || size[c] >= maxSize[c]) continue;
     const fillsMinimum = size[c] < minSize[c];
     if (!fillsMinimum && unassigned - 1 < unmet) continue;
@@ -190,6 +203,53 @@ function boundedAssignment(
     for (let c = 0; c < groups; c++) if (size[c] < maxSize[c] && (best === -1 || size[c] < size[best])) best = c;
     group[i] = best;
     size[best]++;
+  }
+  return group;
+}
+
+/**
+ * Deals items by load, heaviest first, to groups 0..k-1 then k-1..0 and so on, skipping full
+ * groups, then tops up groups below their minimum from the largest groups.
+ */
+function serpentineDeal(problem: PartitionProblem): Int32Array {
+  const { n, groups, loads, minSize, maxSize } = problem;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => loads[b] - loads[a] || a - b);
+  const group = new Int32Array(n);
+  const size = new Int32Array(groups);
+  let cursor = 0;
+  let direction = 1;
+  for (const item of order) {
+    for (let tries = 0; tries < 2 * groups && size[cursor] >= maxSize[cursor]; tries++) {
+      cursor += direction;
+      if (cursor === groups || cursor < 0) {
+        direction = -direction;
+        cursor += direction;
+      }
+    }
+    group[item] = cursor;
+    size[cursor]++;
+    cursor += direction;
+    if (cursor === groups || cursor < 0) {
+      direction = -direction;
+      cursor += direction;
+    }
+  }
+  for (let c = 0; c < groups; c++) {
+    while (size[c] < minSize[c]) {
+      let donor = -1;
+      for (let d = 0; d < groups; d++) if (size[d] > minSize[d] && (donor < 0 || size[d] > size[donor])) donor = d;
+      if (donor < 0) break;
+      let item = -1;
+      for (let i = n - 1; i >= 0; i--) {
+        if (group[order[i]] === donor) {
+          item = order[i];
+          break;
+        }
+      }
+      group[item] = c;
+      size[donor]--;
+      size[c]++;
+    }
   }
   return group;
 }
@@ -301,7 +361,7 @@ function refineAffinity(state: PartitionState, cap: number): number {
   const { problem } = state;
   const { n, groups, affinity, loads, minSize, maxSize } = problem;
   let steps = 0;
-  for (let pass = 0; pass < 30; pass++) {
+  for (let pass = 0; pass < 10; pass++) {
     let improved = false;
     const ceiling = Math.max(cap, state.maxLoad());
     for (let i = 0; i < n; i++) {
@@ -364,10 +424,17 @@ export function partition(problem: PartitionProblem): PartitionResult {
     return { group, keptAffinity: keptAffinity(affinity, n, group), refinementSteps: 0 };
   }
 
-  const k = problem.embedding?.dimensions ?? Math.min(groups, n);
-  const rows = problem.embedding?.rows ?? spectralEmbedding(affinity, n, k);
-  const centres = kMeansCentres(rows, n, k, groups);
-  const initial = boundedAssignment(rows, n, k, centres, minSize, maxSize);
+  let initial: Int32Array;
+  if (n <= 2 * groups && problem.embedding === undefined) {
+    // With two items or fewer per group an embedding carries no cluster structure: start from a
+    // load-balanced deal and let refinement pair the items by affinity.
+    initial = serpentineDeal(problem);
+  } else {
+    const k = problem.embedding?.dimensions ?? Math.min(groups, n);
+    const rows = problem.embedding?.rows ?? spectralEmbedding(affinity, n, k);
+    const centres = problem.centres ?? kMeansCentres(rows, n, k, groups);
+    initial = boundedAssignment(rows, n, k, centres, minSize, maxSize);
+  }
 
   const state = new PartitionState(problem, initial);
   const cap = loadCap(problem);

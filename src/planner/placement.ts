@@ -12,6 +12,7 @@ export class LayerPlacement {
   readonly gpus: number;
   readonly slots: number[][];
   private readonly instanceGpus: number[][];
+  private instances = 0;
 
   constructor(readonly shape: LayerShape) {
     this.gpus = shape.nodes * shape.gpusPerNode;
@@ -29,6 +30,7 @@ export class LayerPlacement {
       throw new PlanValidationError(`slots[${gpu}]`, `GPU ${gpu} already holds expert ${expert}`);
     }
     slots.push(expert);
+    this.instances++;
     const list = this.instanceGpus[expert];
     let at = list.length;
     while (at > 0 && list[at - 1] > gpu) at--;
@@ -41,6 +43,7 @@ export class LayerPlacement {
     const at = slots.lastIndexOf(expert);
     if (at < 0) throw new PlanValidationError(`slots[${gpu}]`, `GPU ${gpu} does not hold expert ${expert}`);
     slots.splice(at, 1);
+    this.instances--;
     const list = this.instanceGpus[expert];
     list.splice(list.indexOf(gpu), 1);
   }
@@ -54,9 +57,7 @@ export class LayerPlacement {
   }
 
   totalFree(): number {
-    let free = 0;
-    for (let g = 0; g < this.gpus; g++) free += this.free(g);
-    return free;
+    return this.gpus * this.shape.slotsPerGpu - this.instances;
   }
 
   /** GPUs holding an instance of `expert`, ascending. */

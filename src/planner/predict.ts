@@ -35,6 +35,15 @@ export class LoadPredictor {
   readonly nodeRemoteIn: Float64Array;
   private readonly weights: Float64Array[];
   private readonly contributed: number[][];
+  /** Scratch arrays of trialAdd, zero between calls. */
+  private readonly trial: {
+    load: Float64Array;
+    remoteIn: Float64Array;
+    localIn: Float64Array;
+    nodeRemoteIn: Float64Array;
+    seen: Int32Array;
+    stamp: number;
+  };
 
   constructor(
     private readonly placement: LayerPlacement,
@@ -48,6 +57,14 @@ export class LoadPredictor {
     this.nodeRemoteIn = new Float64Array(shape.nodes);
     this.weights = Array.from({ length: shape.experts }, (_, e) => new Float64Array(placement.instancesOf(e).length).fill(1));
     this.contributed = Array.from({ length: shape.experts }, () => []);
+    this.trial = {
+      load: new Float64Array(gpus),
+      remoteIn: new Float64Array(gpus),
+      localIn: new Float64Array(gpus),
+      nodeRemoteIn: new Float64Array(shape.nodes),
+      seen: new Int32Array(gpus),
+      stamp: 0,
+    };
     for (let e = 0; e < shape.experts; e++) this.apply(e, 1);
   }
 
@@ -58,18 +75,94 @@ export class LoadPredictor {
 
   /** Modelled seconds GPU g spends on this layer's tokens. */
   cost(gpu: number): number {
-    const { rates } = this;
-    const compute = this.load[gpu] * rates.perPair;
-    if (rates.scheme === 'flat') {
-      return compute + this.remoteIn[gpu] * rates.perInterCopy + this.localIn[gpu] * rates.perIntraCopy;
-    }
-    const g = this.placement.shape.gpusPerNode;
-    const node = this.placement.nodeOf(gpu);
-    return (
-      compute +
-      (this.nodeRemoteIn[node] / g) * rates.perInterCopy +
-      (this.remoteIn[gpu] + this.localIn[gpu]) * rates.perIntraCopy
+    return this.costOf(
+      this.load[gpu],
+      this.remoteIn[gpu],
+      this.localIn[gpu],
+      this.nodeRemoteIn[this.placement.nodeOf(gpu)],
     );
+  }
+
+  private costOf(load: number, remoteIn: number, localIn: number, nodeRemoteIn: number): number {
+    const { rates } = this;
+    const compute = load * rates.perPair;
+    if (rates.scheme === 'flat') return compute + remoteIn * rates.perInterCopy + localIn * rates.perIntraCopy;
+    const perNode = this.placement.shape.gpusPerNode;
+    return compute + (nodeRemoteIn / perNode) * rates.perInterCopy + (remoteIn + localIn) * rates.perIntraCopy;
+  }
+
+  /**
+   * Predicts the peak GPU cost and the change of the summed cost if an instance of `expert` were
+   * added on `gpu`, without changing the prediction. `costs` are the current costs and `order`
+   * lists the most expensive GPUs (all or a prefix), highest first. Cost: O(instances + GPUs whose cost changes),
+   * where a hierarchical prediction changes every GPU of a node whose network arrivals change.
+   */
+  trialAdd(expert: number, gpu: number, costs: Float64Array, order: Int32Array): { peak: number; sumDelta: number } {
+    const { placement, trial } = this;
+    const old = this.contributed[expert];
+    const oldWeights = this.weights[expert];
+    let at = 0;
+    while (at < old.length && old[at] < gpu) at++;
+    const gpus = [...old.slice(0, at), gpu, ...old.slice(at)];
+    const weights = new Float64Array(gpus.length);
+    for (let i = 0, j = 0; i < gpus.length; i++) weights[i] = i === at ? 1 : oldWeights[j++];
+
+    const total = this.expertLoads[expert];
+    distribute(placement, old, oldWeights, -total, trial);
+    distribute(placement, gpus, weights, total, trial);
+
+    trial.stamp++;
+    const affected: number[] = [];
+    const perNode = placement.shape.gpusPerNode;
+    for (const g of gpus) {
+      if (this.rates.scheme === 'flat') {
+        if (trial.seen[g] !== trial.stamp) {
+          trial.seen[g] = trial.stamp;
+          affected.push(g);
+        }
+        continue;
+      }
+      const node = placement.nodeOf(g);
+      for (let other = node * perNode; other < (node + 1) * perNode; other++) {
+        if (trial.seen[other] === trial.stamp) continue;
+        trial.seen[other] = trial.stamp;
+        affected.push(other);
+      }
+    }
+
+    let peak = 0;
+    let sumDelta = 0;
+    for (const g of affected) {
+      const node = placement.nodeOf(g);
+      const cost = this.costOf(
+        this.load[g] + trial.load[g],
+        this.remoteIn[g] + trial.remoteIn[g],
+        this.localIn[g] + trial.localIn[g],
+        this.nodeRemoteIn[node] + trial.nodeRemoteIn[node],
+      );
+      peak = Math.max(peak, cost);
+      sumDelta += cost - costs[g];
+    }
+    let unaffectedFound = false;
+    for (let i = 0; i < order.length; i++) {
+      const g = order[i];
+      if (trial.seen[g] === trial.stamp) continue;
+      peak = Math.max(peak, costs[g]);
+      unaffectedFound = true;
+      break;
+    }
+    if (!unaffectedFound) {
+      // `order` holds only the most expensive GPUs and all were affected: scan the rest.
+      for (let g = 0; g < costs.length; g++) if (trial.seen[g] !== trial.stamp) peak = Math.max(peak, costs[g]);
+    }
+
+    for (const g of gpus) {
+      trial.load[g] = 0;
+      trial.remoteIn[g] = 0;
+      trial.localIn[g] = 0;
+      trial.nodeRemoteIn[placement.nodeOf(g)] = 0;
+    }
+    return { peak, sumDelta };
   }
 
   costs(): Float64Array {

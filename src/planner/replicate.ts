@@ -84,6 +84,10 @@ function better(a: Candidate, b: Candidate | null, loads: ArrayLike<number>): bo
 /**
  * Fills spare slots one instance at a time; stops after `limit` instances, when no slot is free, or
  * when no expert can be placed. Returns the instances added.
+ *
+ * Each step looks at the 3 hottest experts of each of the 2 most expensive GPUs and the 3 hottest
+ * experts (by load per instance) that some node lacks; each is tried on at most 4 GPUs (see
+ * targetsFor). Cost per step: O(GPUs + experts + nodes log nodes) plus 36 trial predictions.
  */
 export function fillSpareSlots(
   placement: LayerPlacement,
@@ -91,26 +95,34 @@ export function fillSpareSlots(
   loads: ArrayLike<number>,
   limit = Infinity,
 ): number {
-  const { experts, nodes } = placement.shape;
+  const { nodes, gpusPerNode } = placement.shape;
+  const gpus = placement.gpus;
+  // trialAdd scans past the affected GPUs in this list and falls back to a full scan if all are.
+  const topSize = Math.min(gpus, 32);
   let added = 0;
   while (added < limit && placement.totalFree() > 0) {
     const costs = predictor.costs();
-    const order = Array.from({ length: placement.gpus }, (_, g) => g).sort((a, b) => costs[b] - costs[a] || a - b);
+    let sum = 0;
+    for (let g = 0; g < gpus; g++) sum += costs[g];
+    const top = highestCosts(costs, topSize);
+    const cheapest = cheapestFreeGpuPerNode(placement, costs);
+    const nodeOrder = Array.from({ length: nodes }, (_, n) => n)
+      .filter((n) => cheapest[n] >= 0)
+      .sort((a, b) => costs[cheapest[a]] - costs[cheapest[b]] || a - b);
 
     const pool = new Set<number>();
-    for (const gpu of order.slice(0, 2)) for (const expert of expertsByLoad(placement, gpu, loads).slice(0, 4)) pool.add(expert);
-    const missing = Array.from({ length: experts }, (_, e) => e)
-      .filter((e) => loads[e] > 0 && placement.instancesOf(e).length < nodes)
-      .sort((a, b) => loads[b] / placement.instancesOf(b).length - loads[a] / placement.instancesOf(a).length || a - b)
-      .slice(0, 4);
-    for (const expert of missing) pool.add(expert);
+    for (const gpu of [top[0], top[1]]) {
+      if (gpu === undefined) continue;
+      for (const expert of expertsByLoad(placement, gpu, loads).slice(0, 3)) pool.add(expert);
+    }
+    for (const expert of hottestMissing(placement, loads, 3)) pool.add(expert);
 
     let best: Candidate | null = null;
     for (const expert of pool) {
-      for (let node = 0; node < nodes; node++) {
-        const gpu = cheapestFreeGpu(placement, costs, node, expert);
-        if (gpu < 0) continue;
-        const candidate = evaluate(placement, predictor, expert, gpu);
+      for (const gpu of targetsFor(placement, costs, cheapest, nodeOrder, gpusPerNode, expert)) {
+        const newNode = !placement.hasInstanceOnNode(expert, placement.nodeOf(gpu));
+        const trial = predictor.trialAdd(expert, gpu, costs, top);
+        const candidate = { expert, gpu, peak: trial.peak, mean: (sum + trial.sumDelta) / gpus, newNode };
         if (better(candidate, best, loads)) best = candidate;
       }
     }
@@ -126,36 +138,85 @@ export function fillSpareSlots(
   return added;
 }
 
-function cheapestFreeGpu(placement: LayerPlacement, costs: Float64Array, node: number, expert: number): number {
-  const g = placement.shape.gpusPerNode;
-  let best = -1;
-  for (let gpu = node * g; gpu < (node + 1) * g; gpu++) {
-    if (placement.free(gpu) === 0 || placement.holds(gpu, expert)) continue;
-    if (best < 0 || costs[gpu] < costs[best]) best = gpu;
+/** The `size` GPUs of highest cost, highest first (ties to the lower index), in one pass. */
+function highestCosts(costs: Float64Array, size: number): Int32Array {
+  const top = new Int32Array(size).fill(-1);
+  let count = 0;
+  for (let g = 0; g < costs.length; g++) {
+    const cost = costs[g];
+    if (count === size && cost <= costs[top[size - 1]]) continue;
+    let at = count < size ? count++ : size - 1;
+    while (at > 0 && costs[top[at - 1]] < cost) {
+      top[at] = top[at - 1];
+      at--;
+    }
+    top[at] = g;
   }
-  return best;
+  return top.subarray(0, count);
 }
 
-/** Predicted peak and mean cost if an instance of `expert` were added on `gpu`. */
-function evaluate(placement: LayerPlacement, predictor: LoadPredictor, expert: number, gpu: number): Candidate {
-  const newNode = !placement.hasInstanceOnNode(expert, placement.nodeOf(gpu));
-  placement.add(gpu, expert);
-  const trial = placement;
-  predictor.instanceAdded(expert, gpu);
-  let peak = 0;
-  let sum = 0;
-  for (let g = 0; g < trial.gpus; g++) {
-    const cost = predictor.cost(g);
-    peak = Math.max(peak, cost);
-    sum += cost;
+/** For every node, its cheapest GPU with a free slot, or -1. */
+function cheapestFreeGpuPerNode(placement: LayerPlacement, costs: Float64Array): Int32Array {
+  const per = placement.shape.gpusPerNode;
+  const result = new Int32Array(placement.shape.nodes).fill(-1);
+  for (let g = 0; g < placement.gpus; g++) {
+    if (placement.free(g) === 0) continue;
+    const node = Math.floor(g / per);
+    if (result[node] < 0 || costs[g] < costs[result[node]]) result[node] = g;
   }
-  removeLast(placement, predictor, expert, gpu);
-  return { expert, gpu, peak, mean: sum / trial.gpus, newNode };
+  return result;
 }
 
-function removeLast(placement: LayerPlacement, predictor: LoadPredictor, expert: number, gpu: number): void {
-  placement.remove(gpu, expert);
-  predictor.instanceRemoved(expert, gpu);
+/** The `count` experts with the highest load per instance that some node lacks. */
+function hottestMissing(placement: LayerPlacement, loads: ArrayLike<number>, count: number): number[] {
+  const { experts, nodes } = placement.shape;
+  const chosen: number[] = [];
+  const share = (e: number): number => loads[e] / placement.instancesOf(e).length;
+  for (let e = 0; e < experts; e++) {
+    if (loads[e] <= 0 || placement.instancesOf(e).length >= nodes) continue;
+    let at = chosen.length;
+    while (at > 0 && share(chosen[at - 1]) < share(e)) at--;
+    if (at >= count) continue;
+    chosen.splice(at, 0, e);
+    if (chosen.length > count) chosen.pop();
+  }
+  return chosen;
+}
+
+/**
+ * Up to 4 target GPUs for a replica of `expert`: the cheapest free GPU of the 2 cheapest nodes
+ * without the expert, and of the 2 cheapest other nodes. A node whose cheapest free GPU already
+ * holds the expert falls back to its next free GPU.
+ */
+function targetsFor(
+  placement: LayerPlacement,
+  costs: Float64Array,
+  cheapest: Int32Array,
+  nodeOrder: readonly number[],
+  perNode: number,
+  expert: number,
+): number[] {
+  const targets: number[] = [];
+  let onNewNode = 0;
+  let elsewhere = 0;
+  for (const node of nodeOrder) {
+    const newNode = !placement.hasInstanceOnNode(expert, node);
+    if (newNode ? onNewNode >= 2 : elsewhere >= 2) continue;
+    let gpu = cheapest[node];
+    if (placement.holds(gpu, expert)) {
+      gpu = -1;
+      for (let g = node * perNode; g < (node + 1) * perNode; g++) {
+        if (placement.free(g) === 0 || placement.holds(g, expert)) continue;
+        if (gpu < 0 || costs[g] < costs[gpu]) gpu = g;
+      }
+      if (gpu < 0) continue;
+    }
+    targets.push(gpu);
+    if (newNode) onNewNode++;
+    else elsewhere++;
+    if (onNewNode >= 2 && elsewhere >= 2) break;
+  }
+  return targets;
 }
 
 function anyPlacement(placement: LayerPlacement, costs: Float64Array, loads: ArrayLike<number>): Candidate | null {
