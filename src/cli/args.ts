@@ -19,8 +19,8 @@ export function parseFlags<T extends Options>(command: string, argv: readonly st
 /** Parses a positive integer flag value; throws UsageError naming the flag otherwise. */
 export function positiveInteger(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) {
+  const parsed = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(parsed) || parsed < 1) {
     throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
   }
   return parsed;
@@ -29,8 +29,8 @@ export function positiveInteger(flag: string, value: string | undefined, fallbac
 /** Parses a non-negative integer flag value; throws UsageError naming the flag otherwise. */
 export function nonNegativeInteger(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 0) {
+  const parsed = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(parsed) || parsed < 0) {
     throw new UsageError(`${flag} must be a non-negative integer, got "${value}"`);
   }
   return parsed;

@@ -1,4 +1,3 @@
-import { writeFile } from 'node:fs/promises';
 import { compareStrategies, DEFAULT_COMPARE_SAMPLE } from '../compare.js';
 import { UsageError } from '../errors.js';
 import { HARDWARE_PRESETS } from '../evaluator/cost-model.js';
@@ -7,7 +6,7 @@ import { renderCompareReport } from '../report/compare-report.js';
 import { parseSplit, splitTrace } from '../trace/split.js';
 import { oneOf, parseFlags, positiveInteger } from './args.js';
 import type { Command } from './command.js';
-import { costModelFor, loadTrace, TOPOLOGY_FLAGS, topologyFromFlags } from './inputs.js';
+import { checkTopologyFlags, costModelFor, loadTrace, TOPOLOGY_FLAGS, topologyFromFlags, writeOutput } from './inputs.js';
 import { ProgressReporter } from './progress.js';
 import { readTrace } from '../trace/read.js';
 import { formatTable } from './table.js';
@@ -32,6 +31,8 @@ Flags:
   --report FILE.html      also write a self-contained HTML report with per-layer charts
 `;
 
+const PHASE_LABELS = { profile: 'counting profile statistics', plan: 'planning', evaluate: 'evaluating' } as const;
+
 export const compareCommand: Command = {
   name: 'compare',
   summary: 'compare grace with contiguous, round-robin and EPLB placements on a trace',
@@ -52,6 +53,7 @@ export const compareCommand: Command = {
     const sampleCapacity = positiveInteger('--sample', values.sample, DEFAULT_COMPARE_SAMPLE);
     const splitSpec = values.profile === undefined ? parseSplit(values.split ?? 'domain:0.5') : null;
 
+    checkTopologyFlags(values);
     const progress = new ProgressReporter(io.stderr);
     const trace = await loadTrace(values.trace, progress);
     let split;
@@ -76,13 +78,13 @@ export const compareCommand: Command = {
       cost,
       preset,
       sampleCapacity,
-      onProgress: (event) => progress.update(event.phase === 'evaluate' ? 'evaluating' : 'planning', event.done, event.total),
+      onProgress: (event) => progress.update(PHASE_LABELS[event.phase], event.done, event.total),
     });
     progress.finish();
 
     io.stdout.write(format === 'json' ? `${JSON.stringify(compareJson(result), null, 2)}\n` : compareTable(result));
     if (values.report !== undefined) {
-      await writeFile(values.report, renderCompareReport(result));
+      await writeOutput('--report', values.report, renderCompareReport(result));
       io.stderr.write(`report written to ${values.report}\n`);
     }
     return 0;

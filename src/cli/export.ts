@@ -1,9 +1,10 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { UsageError } from '../errors.js';
 import { exportSglang, sglangServerArgs } from '../export/sglang.js';
 import { parsePlan } from '../plan/json.js';
 import { nonNegativeInteger, oneOf, parseFlags } from './args.js';
 import type { Command } from './command.js';
+import { writeOutput } from './inputs.js';
 
 const usage = `Usage: grace-moe export --plan plan.json --format sglang [-o FILE]
 
@@ -48,7 +49,7 @@ export const exportCommand: Command = {
     if (values.output === undefined || values.output === '-') {
       io.stdout.write(text);
     } else {
-      await writeFile(values.output, text);
+      await writeOutput('--output', values.output, text);
       io.stderr.write(`SGLang expert location written to ${values.output}; start SGLang with: ${sglangServerArgs(plan, values.output).join(' ')}\n`);
     }
     return 0;

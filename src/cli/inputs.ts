@@ -1,4 +1,5 @@
-import { UsageError } from '../errors.js';
+import { writeFile } from 'node:fs/promises';
+import { TopologyError, UsageError } from '../errors.js';
 import { DEFAULT_PRESET, hardwarePreset, modelShapeFor, type CostModel } from '../evaluator/cost-model.js';
 import { resolveTopology, parseTopologyShape, type Topology } from '../topology.js';
 import { defaultTracePath } from '../trace/default.js';
@@ -25,11 +26,41 @@ export function topologyFromFlags(
     throw new UsageError('--slots-per-gpu and --redundant-slots set the same budget; give only one of them');
   }
   if (flags['slots-per-gpu'] !== undefined) {
-    return resolveTopology(shape, experts, { slotsPerGpu: positiveInteger('--slots-per-gpu', flags['slots-per-gpu'], 1) });
+    const slotsPerGpu = positiveInteger('--slots-per-gpu', flags['slots-per-gpu'], 1);
+    try {
+      return resolveTopology(shape, experts, { slotsPerGpu });
+    } catch (error) {
+      if (!(error instanceof TopologyError)) throw error;
+      throw new UsageError(`--slots-per-gpu ${slotsPerGpu} is too small: ${error.message}`, { cause: error });
+    }
   }
   return resolveTopology(shape, experts, {
     redundantSlotsPerGpu: nonNegativeInteger('--redundant-slots', flags['redundant-slots'], 1),
   });
+}
+
+/**
+ * Checks the topology flags before any data is read, so a typo fails at once. The slot budget
+ * needs the expert count and is checked again by topologyFromFlags.
+ */
+export function checkTopologyFlags(flags: { topology?: string; 'slots-per-gpu'?: string; 'redundant-slots'?: string; preset?: string }): void {
+  parseTopologyShape(flags.topology ?? '2x4');
+  if (flags['slots-per-gpu'] !== undefined && flags['redundant-slots'] !== undefined) {
+    throw new UsageError('--slots-per-gpu and --redundant-slots set the same budget; give only one of them');
+  }
+  positiveInteger('--slots-per-gpu', flags['slots-per-gpu'], 1);
+  nonNegativeInteger('--redundant-slots', flags['redundant-slots'], 1);
+  if (flags.preset !== undefined) hardwarePreset(flags.preset);
+}
+
+/** Writes a command's output file; an unwritable path is a UsageError naming the flag. */
+export async function writeOutput(flag: string, path: string, text: string): Promise<void> {
+  try {
+    await writeFile(path, text);
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`${flag} ${path} could not be written: ${detail}`, { cause: error });
+  }
 }
 
 /** Cost model for a trace's model on the named hardware preset. */

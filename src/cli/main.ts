@@ -18,9 +18,13 @@ function helpText(): string {
 /** Runs the CLI with `argv` (without the node and script paths) and returns the exit code. */
 export async function runCli(argv: readonly string[], io: CommandIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    io.stderr.write(helpText());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     io.stdout.write(helpText());
-    return name === undefined ? 2 : 0;
+    return 0;
   }
   const command: Command | undefined = commands.find((candidate) => candidate.name === name);
   if (command === undefined) {

@@ -1,4 +1,3 @@
-import { writeFile } from 'node:fs/promises';
 import { baselineStrategies } from '../baselines/index.js';
 import { UsageError } from '../errors.js';
 import { planToJson } from '../plan/json.js';
@@ -9,7 +8,7 @@ import { statsFromTrace } from '../stats/activation.js';
 import { DEFAULT_COMPARE_SAMPLE } from '../compare.js';
 import { oneOf, parseFlags, positiveInteger } from './args.js';
 import type { Command } from './command.js';
-import { costModelFor, loadTrace, TOPOLOGY_FLAGS, topologyFromFlags } from './inputs.js';
+import { checkTopologyFlags, costModelFor, loadTrace, TOPOLOGY_FLAGS, topologyFromFlags, writeOutput } from './inputs.js';
 import { ProgressReporter } from './progress.js';
 
 const STRATEGIES = ['grace', 'eplb', 'eplb-hierarchical', 'contiguous', 'round-robin'] as const;
@@ -46,6 +45,7 @@ export const planCommand: Command = {
     const dispatch = oneOf('--dispatch', values.dispatch, ['flat', 'hierarchical'] as const, 'hierarchical');
     const generation = positiveInteger('--generation', values.generation, 1);
 
+    checkTopologyFlags(values);
     const progress = new ProgressReporter(io.stderr);
     const trace = await loadTrace(values.trace, progress);
     progress.finish();
@@ -72,7 +72,7 @@ export const planCommand: Command = {
     if (values.output === undefined || values.output === '-') {
       io.stdout.write(text);
     } else {
-      await writeFile(values.output, text);
+      await writeOutput('--output', values.output, text);
       io.stderr.write(`plan (${plan.strategy}, generation ${plan.generation}) written to ${values.output}\n`);
     }
     return 0;

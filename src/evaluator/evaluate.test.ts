@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
+import { PlanValidationError } from '../errors.js';
 import { planFromSlots } from '../plan/build.js';
 import type { Topology } from '../topology.js';
 import type { Trace } from '../trace/types.js';
@@ -214,5 +215,15 @@ describe('evaluatePlan on a contiguous plan', () => {
     expect(second).toEqual(first);
     // t0 (home 0) takes GPU 0, t2 (home 2) GPU 0, t7 (home 3) GPU 0: each source's first pick.
     expect(first.flat.perLayer.gpuLoads[0]).toEqual([5, 3, 6, 2]);
+  });
+});
+
+describe('evaluatePlan input checks', () => {
+  test('rejects a plan for another model', () => {
+    const trace = traceOf(2, [[[0], [1]]]);
+    const plan = contiguousPlan({ nodes: 1, gpusPerNode: 2, slotsPerGpu: 1 }, 2, 1, 1);
+    const run = () => evaluatePlan(trace, plan, 'locality', a100);
+    expect(run).toThrow(PlanValidationError);
+    expect(run).toThrow('model.layers');
   });
 });

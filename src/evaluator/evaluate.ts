@@ -1,3 +1,4 @@
+import { PlanValidationError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
 import { compilePlan } from '../routing/table.js';
 import { createChooser, type LocalityOptions, type RoutingPolicy } from '../routing/policy.js';
@@ -50,6 +51,18 @@ export function evaluatePlan(
   options: EvaluateOptions = {},
 ): PlanEvaluation {
   const { meta } = trace;
+  for (const [field, planValue, traceValue] of [
+    ['layers', plan.model.layers, meta.layers],
+    ['experts', plan.model.experts, meta.experts],
+    ['topK', plan.model.topK, meta.topK],
+  ] as const) {
+    if (planValue !== traceValue) {
+      throw new PlanValidationError(
+        `model.${field}`,
+        `the plan has ${planValue} but the trace "${meta.name}" has ${traceValue}; plan and trace must describe the same model`,
+      );
+    }
+  }
   const table = compilePlan(plan);
   const chooser = createChooser(policy, table, meta.topK, options.locality);
   const units = unitCosts(cost);
