@@ -140,14 +140,16 @@ export function tridiagonalEigen(
  */
 export function leadingEigenvectors(matrix: Float64Array, n: number, count: number, seed = 1): EigenResult {
   const k = Math.min(count, n);
-  const steps = Math.min(n, Math.max(2 * k + 20, 60));
+  const steps = Math.min(n, Math.max(k + 28, 60));
   const random = createRandom(seed);
   const basis: Float64Array[] = [];
   const alpha = new Float64Array(steps);
   const beta = new Float64Array(steps);
 
+  // Modified Gram-Schmidt against the whole basis, twice for large bases where rounding piles up.
   const orthogonalize = (w: Float64Array): void => {
-    for (let pass = 0; pass < 2; pass++) {
+    const passes = basis.length > 40 ? 2 : 1;
+    for (let pass = 0; pass < passes; pass++) {
       for (const q of basis) {
         const projection = dot(q, w);
         for (let i = 0; i < n; i++) w[i] -= projection * q[i];

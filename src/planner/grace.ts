@@ -47,6 +47,12 @@ export interface GraceOptions {
   readonly refine?: boolean;
   /** Group load cap above the mean, as a fraction: 0.1 allows 10% above the mean. */
   readonly loadTolerance?: number;
+  /**
+   * Candidate counts of hot experts with an instance on every node, as fractions of the most the
+   * spare slots allow. Default: 0, 1/4, 1/2, 3/4 and 1, or only 0 and 1 when experts x GPUs
+   * exceeds 8192.
+   */
+  readonly hotFractions?: readonly number[];
   /** Sample tokens replayed to score each candidate; more tokens give steadier scores. */
   readonly scoringTokens?: number;
   /**
@@ -58,7 +64,7 @@ export interface GraceOptions {
   readonly strategy?: string;
 }
 
-type Settings = Required<GraceOptions>;
+type Settings = Required<Omit<GraceOptions, 'hotFractions'>> & Pick<GraceOptions, 'hotFractions'>;
 
 export const GRACE_DEFAULTS: Readonly<Omit<Settings, 'topology' | 'cost'>> = Object.freeze({
   dispatch: 'hierarchical',
@@ -217,12 +223,13 @@ function planLayer(
     builds.push({ name: 'grouping', hot: 0, replication: 'none' });
   } else {
     if (mode === 'auto' || mode === 'fill') {
-      // Large layers get fewer candidates to stay within a planning budget of seconds.
-      const fractions = experts * gpus > 8192 ? [0, 1] : [0, 0.25, 0.5, 0.75, 1];
+      // Large layers get fewer candidates by default, to plan within seconds.
+      const fractions = settings.hotFractions ?? (experts * gpus > 8192 ? [0, 1] : [0, 0.25, 0.5, 0.75, 1]);
       const hotCounts = [...new Set(fractions.map((f) => Math.round(f * maxHot)))];
       for (const hot of hotCounts) builds.push({ name: `spread-${hot}+fill`, hot, replication: 'fill' });
     }
-    if (mode === 'auto' || mode === 'paper') builds.push({ name: 'paper', hot: 0, replication: 'paper' });
+    // The paper's single pass rarely wins once the fill is available; large layers skip it.
+    if (mode === 'paper' || (mode === 'auto' && experts * gpus <= 8192)) builds.push({ name: 'paper', hot: 0, replication: 'paper' });
   }
 
   // The node-level embedding and k-means centres depend only on the layer, so every candidate
@@ -428,6 +435,8 @@ function scoreCandidate(
     const costs = candidate.predictor.costs();
     return { timeMs: Math.max(...costs) * 1000, crossNodeCopiesPerToken: 0, localHitRatio: 0, balancedness: 0 };
   }
+  const limit = stats.experts * gpuCount(topology) > 8192 ? Math.min(2048, settings.scoringTokens) : settings.scoringTokens;
+  const replayed = Math.min(sample.tokens, limit);
   const table = compileRoutingTable({
     apiVersion: API_VERSION,
     kind: 'RoutingTable',
@@ -438,7 +447,8 @@ function scoreCandidate(
   });
   const replay = replayLayer({
     selections: sample.selections,
-    tokens: Math.min(sample.tokens, settings.scoringTokens),
+    // Large layers replay fewer tokens per candidate to stay within the planning budget.
+    tokens: replayed,
     layers: stats.layers,
     topK: stats.topK,
     layer,
@@ -459,7 +469,7 @@ function scoreCandidate(
   const mean = sum / replay.gpuLoads.length;
   return {
     timeMs: (totals.layerSeconds / Math.max(1, replay.batches)) * 1000,
-    crossNodeCopiesPerToken: totals.crossNodeCopies / sample.tokens,
+    crossNodeCopiesPerToken: totals.crossNodeCopies / replayed,
     localHitRatio: replay.pairs > 0 ? replay.homeHits / replay.pairs : 0,
     balancedness: mean > 0 ? max / mean : 1,
   };

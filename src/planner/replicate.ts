@@ -86,7 +86,7 @@ function better(a: Candidate, b: Candidate | null, loads: ArrayLike<number>): bo
  * when no expert can be placed. Returns the instances added.
  *
  * Each step looks at the 3 hottest experts of each of the 2 most expensive GPUs and the 3 hottest
- * experts (by load per instance) that some node lacks; each is tried on at most 4 GPUs (see
+ * experts (by load per instance) that some node lacks (2 and 2 on large layers); each is tried on at most 4 GPUs (see
  * targetsFor). Cost per step: O(GPUs + experts + nodes log nodes) plus 36 trial predictions.
  */
 export function fillSpareSlots(
@@ -99,6 +99,9 @@ export function fillSpareSlots(
   const gpus = placement.gpus;
   // trialAdd scans past the affected GPUs in this list and falls back to a full scan if all are.
   const topSize = Math.min(gpus, 32);
+  // Fewer candidates per step on large layers, where a step is cheap to get wrong and there are
+  // many of them.
+  const poolSize = gpus * placement.shape.experts > 8192 ? 2 : 3;
   let added = 0;
   while (added < limit && placement.totalFree() > 0) {
     const costs = predictor.costs();
@@ -113,9 +116,9 @@ export function fillSpareSlots(
     const pool = new Set<number>();
     for (const gpu of [top[0], top[1]]) {
       if (gpu === undefined) continue;
-      for (const expert of expertsByLoad(placement, gpu, loads).slice(0, 3)) pool.add(expert);
+      for (const expert of expertsByLoad(placement, gpu, loads).slice(0, poolSize)) pool.add(expert);
     }
-    for (const expert of hottestMissing(placement, loads, 3)) pool.add(expert);
+    for (const expert of hottestMissing(placement, loads, poolSize)) pool.add(expert);
 
     let best: Candidate | null = null;
     for (const expert of pool) {
