@@ -1,7 +1,10 @@
 import type { Command } from './command.js';
 import { compareCommand } from './compare.js';
+import { driveCommand } from '../driver/command.js';
+import { engineCommand } from '../engine/command.js';
 import { exportCommand } from './export.js';
 import { planCommand } from './plan.js';
+import { routerCommand } from '../router/command.js';
 
 /** Every subcommand, in the order help lists them. */
-export const commands: readonly Command[] = [compareCommand, planCommand, exportCommand];
+export const commands: readonly Command[] = [compareCommand, planCommand, exportCommand, routerCommand, engineCommand, driveCommand];

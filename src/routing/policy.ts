@@ -90,7 +90,7 @@ export class LocalityChooser implements ReplicaChooser {
     }
   }
 
-  choose(sourceGpu: number, layer: number, expert: number): number {
+  choose(sourceGpu: number, layer: number, expert: number, _token?: number, _rank?: number): number {
     const { table } = this;
     const slot = layer * table.experts + expert;
     const base = table.offsets[slot] as number;
@@ -166,7 +166,7 @@ export class WeightedChooser implements ReplicaChooser {
     this.all = Int32Array.from({ length: maxInstances }, (_, i) => i);
   }
 
-  choose(sourceGpu: number, layer: number, expert: number): number {
+  choose(sourceGpu: number, layer: number, expert: number, _token?: number, _rank?: number): number {
     const { table } = this;
     const slot = layer * table.experts + expert;
     const base = table.offsets[slot] as number;

@@ -1,0 +1,189 @@
+/**
+ * Load driver: replays a slice of a trace through a set of engines at a fixed token rate.
+ *
+ * The slice is cut into batches of batchTokens tokens. Batch b is due b x batchTokens / rate
+ * seconds after the start. It goes to engine b mod engines, so the assignment does not depend on timing.
+ * At most `concurrency` batches are in flight. A batch that finds no free slot waits, so a slow
+ * cluster lowers the achieved rate instead of piling up requests. No batch starts after
+ * maxDurationMs; every request times out after requestTimeoutMs, so a run ends within
+ * maxDurationMs + requestTimeoutMs.
+ */
+import type { Trace } from '../trace/types.js';
+
+export interface DriveOptions {
+  readonly engines: readonly string[];
+  readonly trace: Trace;
+  readonly offset: number;
+  readonly tokens: number;
+  readonly rateTokensPerSecond: number;
+  readonly batchTokens: number;
+  readonly concurrency: number;
+  readonly maxDurationMs: number;
+  readonly requestTimeoutMs: number;
+  /** Ends the run early: no new batches, in-flight ones are aborted. */
+  readonly signal?: AbortSignal;
+  /** Prefix of request ids; batch b is `${runId}-${b}`. */
+  readonly runId?: string;
+}
+
+export interface DriveDeps {
+  /** Monotonic milliseconds; performance.now when omitted. */
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly fetch?: typeof fetch;
+}
+
+export interface LatencySummary {
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+export interface EngineCounts {
+  readonly url: string;
+  sent: number;
+  completed: number;
+  failed: number;
+}
+
+export interface DriveReport {
+  readonly batches: { readonly planned: number; readonly sent: number; readonly completed: number; readonly failed: number; readonly notSent: number };
+  readonly tokens: { readonly sent: number; readonly completed: number };
+  readonly elapsedMs: number;
+  /** Completed tokens per second of elapsed time. */
+  readonly throughputTokensPerSecond: number;
+  /** Batch latency in milliseconds over completed batches, or null when none completed. */
+  readonly latencyMs: LatencySummary | null;
+  /** Hidden states the engines sent to other nodes, as their responses report them. */
+  readonly crossNodeCopies: number;
+  readonly perEngine: readonly EngineCounts[];
+  /** Distinct failure messages with their counts, at most 10. */
+  readonly errors: readonly { readonly message: string; readonly count: number }[];
+}
+
+/** Nearest-rank percentile of ascending values; q in (0, 1]. */
+export function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.max(1, Math.ceil(q * sorted.length));
+  return sorted[Math.min(sorted.length, rank) - 1] as number;
+}
+
+/** Latency summary of unsorted samples, or null when there are none. */
+export function summarizeLatencies(samples: readonly number[]): LatencySummary | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const sum = sorted.reduce((total, value) => total + value, 0);
+  return {
+    p50: percentile(sorted, 0.5),
+    p90: percentile(sorted, 0.9),
+    p99: percentile(sorted, 0.99),
+    max: sorted[sorted.length - 1] as number,
+    mean: sum / sorted.length,
+  };
+}
+
+/** Builds the request body of trace tokens [start, end). */
+export function batchBody(trace: Trace, start: number, end: number, requestId: string) {
+  const { layers, topK } = trace.meta;
+  const tokens = [];
+  for (let t = start; t < end; t++) {
+    const lists: number[][] = [];
+    for (let layer = 0; layer < layers; layer++) {
+      const base = (t * layers + layer) * topK;
+      lists.push(Array.from(trace.selections.subarray(base, base + topK)));
+    }
+    tokens.push({ layers: lists });
+  }
+  return { requestId, tokens };
+}
+
+/** Runs the replay described in the module header and reports what happened. */
+export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promise<DriveReport> {
+  const now = deps.now ?? (() => performance.now());
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const fetchImpl = deps.fetch ?? fetch;
+  if (options.engines.length === 0) throw new RangeError('drive needs at least one engine URL');
+
+  const first = Math.min(options.offset, options.trace.tokens);
+  const last = Math.min(options.trace.tokens, options.offset + options.tokens);
+  const planned = Math.ceil((last - first) / options.batchTokens);
+  const perEngine: EngineCounts[] = options.engines.map((url) => ({ url, sent: 0, completed: 0, failed: 0 }));
+  const latencies: number[] = [];
+  const errors = new Map<string, number>();
+  const inFlight = new Set<Promise<void>>();
+  const runId = options.runId ?? `drive-${Date.now().toString(36)}`;
+  let sentTokens = 0;
+  let completedTokens = 0;
+  let crossNodeCopies = 0;
+  let sent = 0;
+
+  const aborted = (): boolean => options.signal?.aborted === true;
+  const started = now();
+  for (let batch = 0; batch < planned; batch++) {
+    if (aborted()) break;
+    const due = started + (batch * options.batchTokens * 1000) / options.rateTokensPerSecond;
+    if (due - started >= options.maxDurationMs) break;
+    const wait = due - now();
+    if (wait > 0) await sleep(wait);
+    while (inFlight.size >= options.concurrency) await Promise.race(inFlight);
+    if (now() - started >= options.maxDurationMs || aborted()) break;
+
+    const start = first + batch * options.batchTokens;
+    const end = Math.min(last, start + options.batchTokens);
+    const engine = perEngine[batch % perEngine.length] as EngineCounts;
+    const body = JSON.stringify(batchBody(options.trace, start, end, `${runId}-${batch}`));
+    engine.sent += 1;
+    sent += 1;
+    sentTokens += end - start;
+
+    const signal = options.signal === undefined
+      ? AbortSignal.timeout(options.requestTimeoutMs)
+      : AbortSignal.any([options.signal, AbortSignal.timeout(options.requestTimeoutMs)]);
+    const sentAt = now();
+    const request = (async () => {
+      try {
+        const response = await fetchImpl(`${engine.url}/v1/generate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal,
+        });
+        const text = await response.text();
+        if (response.status !== 200) {
+          throw new Error(`${engine.url} responded with ${response.status}: ${text.slice(0, 200)}`);
+        }
+        const result = JSON.parse(text) as { crossNodeCopies?: number };
+        latencies.push(now() - sentAt);
+        engine.completed += 1;
+        completedTokens += end - start;
+        crossNodeCopies += result.crossNodeCopies ?? 0;
+      } catch (error) {
+        engine.failed += 1;
+        const message = error instanceof Error ? error.message : String(error);
+        errors.set(message, (errors.get(message) ?? 0) + 1);
+      }
+    })();
+    const tracked: Promise<void> = request.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  }
+  await Promise.all(inFlight);
+
+  const elapsedMs = now() - started;
+  const completed = perEngine.reduce((sum, engine) => sum + engine.completed, 0);
+  const failed = perEngine.reduce((sum, engine) => sum + engine.failed, 0);
+  return {
+    batches: { planned, sent, completed, failed, notSent: planned - sent },
+    tokens: { sent: sentTokens, completed: completedTokens },
+    elapsedMs,
+    throughputTokensPerSecond: elapsedMs > 0 ? (completedTokens * 1000) / elapsedMs : 0,
+    latencyMs: summarizeLatencies(latencies),
+    crossNodeCopies,
+    perEngine,
+    errors: [...errors.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10)
+      .map(([message, count]) => ({ message, count })),
+  };
+}
