@@ -31,6 +31,20 @@ export class ProgressReporter {
     }
   }
 
+  /** Shows a free-form status line: rewritten on a terminal, else printed at most once per interval. */
+  status(text: string): void {
+    const time = this.now();
+    if (this.stream.isTTY) {
+      this.stream.write(`\r\x1b[2K${text}`);
+      this.dirty = true;
+      return;
+    }
+    if (time - this.lastPrintMs >= this.intervalMs) {
+      this.stream.write(`${text}\n`);
+      this.lastPrintMs = time;
+    }
+  }
+
   /** Ends the progress display so later output starts on a clean line. */
   finish(): void {
     if (this.dirty) this.stream.write('\r\x1b[2K');

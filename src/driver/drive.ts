@@ -24,6 +24,30 @@ export interface DriveOptions {
   readonly signal?: AbortSignal;
   /** Prefix of request ids; batch b is `${runId}-${b}`. */
   readonly runId?: string;
+  /** Replay the trace from its start again when the slice runs past its end. */
+  readonly wrap?: boolean;
+  /** Called once per finished batch, completed or failed. */
+  readonly onBatch?: (outcome: BatchOutcome) => void;
+}
+
+/** What the engine answered for one batch, as far as the driver reads it. */
+export interface BatchResult {
+  readonly generation: number;
+  readonly tokens: number;
+  readonly pairs?: { readonly gpu: number; readonly node: number; readonly remote: number };
+  readonly crossNodeCopies?: number;
+  readonly gpuPairs?: readonly (readonly number[])[];
+}
+
+export interface BatchOutcome {
+  readonly batch: number;
+  readonly engine: string;
+  readonly tokens: number;
+  /** Milliseconds of the driver's clock when the batch was sent, and its latency. */
+  readonly sentAtMs: number;
+  readonly latencyMs: number;
+  readonly result: BatchResult | null;
+  readonly error: string | null;
 }
 
 export interface DriveDeps {
@@ -84,11 +108,12 @@ export function summarizeLatencies(samples: readonly number[]): LatencySummary |
   };
 }
 
-/** Builds the request body of trace tokens [start, end). */
+/** Builds the request body of trace tokens [start, end), wrapping indices past the trace's end. */
 export function batchBody(trace: Trace, start: number, end: number, requestId: string) {
   const { layers, topK } = trace.meta;
   const tokens = [];
-  for (let t = start; t < end; t++) {
+  for (let index = start; index < end; index++) {
+    const t = index % trace.tokens;
     const lists: number[][] = [];
     for (let layer = 0; layer < layers; layer++) {
       const base = (t * layers + layer) * topK;
@@ -106,8 +131,8 @@ export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promis
   const fetchImpl = deps.fetch ?? fetch;
   if (options.engines.length === 0) throw new RangeError('drive needs at least one engine URL');
 
-  const first = Math.min(options.offset, options.trace.tokens);
-  const last = Math.min(options.trace.tokens, options.offset + options.tokens);
+  const first = options.wrap ? options.offset : Math.min(options.offset, options.trace.tokens);
+  const last = options.wrap ? options.offset + options.tokens : Math.min(options.trace.tokens, options.offset + options.tokens);
   const planned = Math.ceil((last - first) / options.batchTokens);
   const perEngine: EngineCounts[] = options.engines.map((url) => ({ url, sent: 0, completed: 0, failed: 0 }));
   const latencies: number[] = [];
@@ -142,6 +167,7 @@ export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promis
       ? AbortSignal.timeout(options.requestTimeoutMs)
       : AbortSignal.any([options.signal, AbortSignal.timeout(options.requestTimeoutMs)]);
     const sentAt = now();
+    const index = batch;
     const request = (async () => {
       try {
         const response = await fetchImpl(`${engine.url}/v1/generate`, {
@@ -154,15 +180,18 @@ export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promis
         if (response.status !== 200) {
           throw new Error(`${engine.url} responded with ${response.status}: ${text.slice(0, 200)}`);
         }
-        const result = JSON.parse(text) as { crossNodeCopies?: number };
-        latencies.push(now() - sentAt);
+        const result = JSON.parse(text) as BatchResult;
+        const latency = now() - sentAt;
+        latencies.push(latency);
         engine.completed += 1;
         completedTokens += end - start;
         crossNodeCopies += result.crossNodeCopies ?? 0;
+        options.onBatch?.({ batch: index, engine: engine.url, tokens: end - start, sentAtMs: sentAt, latencyMs: latency, result, error: null });
       } catch (error) {
         engine.failed += 1;
         const message = error instanceof Error ? error.message : String(error);
         errors.set(message, (errors.get(message) ?? 0) + 1);
+        options.onBatch?.({ batch: index, engine: engine.url, tokens: end - start, sentAtMs: sentAt, latencyMs: now() - sentAt, result: null, error: message });
       }
     })();
     const tracked: Promise<void> = request.finally(() => inFlight.delete(tracked));

@@ -64,7 +64,7 @@ const generateSchema = {
   response: {
     200: {
       type: 'object',
-      required: ['requestId', 'generation', 'attempts', 'tokens', 'layers', 'durationMs', 'pairs', 'crossNodeCopies', 'unloadedPairs'],
+      required: ['requestId', 'generation', 'attempts', 'tokens', 'layers', 'durationMs', 'pairs', 'crossNodeCopies', 'unloadedPairs', 'gpuPairs'],
       properties: {
         requestId: { type: 'string' },
         generation: { type: 'integer' },
@@ -75,6 +75,7 @@ const generateSchema = {
         pairs: tierSchema,
         crossNodeCopies: { type: 'integer' },
         unloadedPairs: { type: 'integer' },
+        gpuPairs: { type: 'array', items: { type: 'array', items: { type: 'integer' } } },
       },
     },
     ...errorResponses,

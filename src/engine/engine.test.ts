@@ -92,6 +92,8 @@ describe('engine batches', () => {
       pairs: { gpu: 3, node: 1, remote: 4 },
       crossNodeCopies: 3,
       unloadedPairs: 0,
+      // Expert 3 goes to GPU 2 twice: weights 3 and 1 on GPUs 2 and 3 start with two picks of GPU 2.
+      gpuPairs: [[2, 2, 4, 0]],
     });
     const sent = (await first!.app.inject({ method: 'GET', url: '/v1/traffic' })).json();
     expect(sent.peers).toEqual([

@@ -50,6 +50,8 @@ export interface GenerateResult {
   readonly crossNodeCopies: number;
   /** Pairs of this batch computed on this node's GPUs without a loaded instance (peers count their own). */
   readonly unloadedPairs: number;
+  /** gpuPairs[l][g]: pairs of this batch served by GPU g (any node) at layer l, for balance metrics. */
+  readonly gpuPairs: readonly (readonly number[])[];
 }
 
 export interface EngineOptions {
@@ -256,11 +258,16 @@ export class Engine {
     const inProcessTiers: TierCounts | null = this.options.config.routing === 'in-process' ? { gpu: 0, node: 0, remote: 0 } : null;
     let crossNodeCopies = 0;
     let unloadedPairs = 0;
+    const gpuCount = table.topology.nodes * table.topology.gpusPerNode;
+    const gpuPairs: number[][] = [];
 
     for (let layer = 0; layer < layers; layer++) {
       const experts = request.tokens.map((token) => token.layers[layer] ?? []);
       const gpus = await this.route(installed, layer, experts, homes, inProcessTiers);
       countTiers(pairs, gpus, homes, table.topology.gpusPerNode);
+      const served = new Array<number>(gpuCount).fill(0);
+      for (const list of gpus) for (const gpu of list) served[gpu] += 1;
+      gpuPairs.push(served);
       const dispatches = groupByNode(experts, gpus, table.topology.gpusPerNode);
       await Promise.all(
         dispatches.map(async (dispatch) => {
@@ -274,7 +281,7 @@ export class Engine {
       );
     }
     return {
-      summary: { tokens: request.tokens.length, layers, pairs, crossNodeCopies, unloadedPairs },
+      summary: { tokens: request.tokens.length, layers, pairs, crossNodeCopies, unloadedPairs, gpuPairs },
       inProcessTiers,
     };
   }
