@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { hardwarePreset, modelShapeFor } from '../src/evaluator/cost-model.js';
 import { planToJson } from '../src/plan/json.js';
 import { planGrace } from '../src/planner/grace.js';
-import { PrecomputedLocalityChooser } from '../src/router/precomputed-chooser.js';
+import { PrecomputedLocalityChooser } from '../src/routing/precomputed.js';
 import { LocalityChooser } from '../src/routing/policy.js';
 import { compileRoutingTable, routingTableFromPlan } from '../src/routing/table.js';
 import { statsFromTrace } from '../src/stats/activation.js';

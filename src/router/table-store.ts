@@ -13,7 +13,7 @@
 import { compileRoutingTable, type CompiledTable } from '../routing/table.js';
 import type { RoutingTable } from '../routing/types.js';
 import { GenerationConflictError, PendingMismatchError } from './errors.js';
-import { PrecomputedLocalityChooser } from './precomputed-chooser.js';
+import { PrecomputedLocalityChooser } from '../routing/precomputed.js';
 
 /** A validated, compiled table with the routing state of its generation. */
 export interface InstalledTable {

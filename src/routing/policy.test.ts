@@ -9,6 +9,7 @@ import {
   WeightedChooser,
   type LocalityOptions,
 } from './policy.js';
+import { PrecomputedLocalityChooser } from './precomputed.js';
 import { compileRoutingTable, type CompiledTable } from './table.js';
 import type { ReplicaChooser } from './types.js';
 
@@ -265,12 +266,18 @@ describe('PositionModuloChooser', () => {
 
 describe('createChooser', () => {
   const policyCases = [
-    { policy: 'locality', type: LocalityChooser },
+    { policy: 'locality', type: PrecomputedLocalityChooser },
     { policy: 'weighted', type: WeightedChooser },
     { policy: 'position-modulo', type: PositionModuloChooser },
   ] as const;
 
   test.each(policyCases)('builds the $policy chooser', ({ policy, type }) => {
     expect(createChooser(policy, uniformTable(twoByTwo, [0, 2]), 2)).toBeInstanceOf(type);
+  });
+
+  test('keeps LocalityChooser for spill and weighted random', () => {
+    const table = uniformTable(twoByTwo, [0, 2]);
+    expect(createChooser('locality', table, 2, { selection: 'weighted-random' })).toBeInstanceOf(LocalityChooser);
+    expect(createChooser('locality', table, 2, { spill: { factor: 2, predictedGpuLoad: [[1, 1, 1, 1]] } })).toBeInstanceOf(LocalityChooser);
   });
 });

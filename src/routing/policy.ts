@@ -14,6 +14,7 @@
  * Cost per choice: O(instances of the expert).
  */
 import { nodeOfGpu } from '../topology.js';
+import { PrecomputedLocalityChooser } from './precomputed.js';
 import type { CompiledTable } from './table.js';
 import type { ReplicaChooser } from './types.js';
 
@@ -195,7 +196,11 @@ export class PositionModuloChooser implements ReplicaChooser {
 
 export type RoutingPolicy = 'locality' | 'weighted' | 'position-modulo';
 
-/** Builds the chooser of a routing policy for a compiled table. */
+/**
+ * Builds the chooser of a routing policy for a compiled table. Plain locality-aware routing uses
+ * PrecomputedLocalityChooser, which gives the same answers faster; the spill and weighted-random
+ * options need LocalityChooser itself.
+ */
 export function createChooser(
   policy: RoutingPolicy,
   table: CompiledTable,
@@ -204,7 +209,9 @@ export function createChooser(
 ): ReplicaChooser {
   switch (policy) {
     case 'locality':
-      return new LocalityChooser(table, options);
+      return options.spill === undefined && options.selection !== 'weighted-random'
+        ? new PrecomputedLocalityChooser(table)
+        : new LocalityChooser(table, options);
     case 'weighted':
       return new WeightedChooser(table);
     case 'position-modulo':

@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'vitest';
 import { createRandom } from '../random.js';
-import { LocalityChooser } from '../routing/policy.js';
-import { compileRoutingTable } from '../routing/table.js';
-import type { RouteInstance, RoutingTable } from '../routing/types.js';
-import { PrecomputedLocalityChooser } from './precomputed-chooser.js';
+import { LocalityChooser } from './policy.js';
+import { compileRoutingTable } from './table.js';
+import type { RouteInstance, RoutingTable } from './types.js';
+import { PrecomputedLocalityChooser } from './precomputed.js';
 
 /** Builds a random table over 2 nodes x 4 GPUs: 1 to 5 instances per expert on distinct GPUs, weights 1 to 4. */
 function randomTable(seed: number): RoutingTable {

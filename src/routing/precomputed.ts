@@ -12,9 +12,9 @@
  * 7.6 MB for 256 GPUs x 58 layers x 256 experts. Building costs one pass over those entries.
  * The spill option of LocalityChooser makes the tier depend on predicted load, so it is not supported.
  */
-import { LocalityChooser } from '../routing/policy.js';
-import type { CompiledTable } from '../routing/table.js';
-import type { ReplicaChooser } from '../routing/types.js';
+import { LocalityChooser } from './policy.js';
+import type { CompiledTable } from './table.js';
+import type { ReplicaChooser } from './types.js';
 
 const SEVERAL = -1;
 
