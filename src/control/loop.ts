@@ -66,6 +66,8 @@ export interface ControlLoopDeps {
   readonly metrics?: ControlMetrics;
   /** Called after every round, for status updates and events. */
   readonly onRound?: (report: RoundReport) => void;
+  /** Called when a rollout starts, before any worker is touched. */
+  readonly onRolloutStart?: (generation: number) => void;
 }
 
 /** What one round did. */
@@ -184,6 +186,7 @@ export class ControlLoop {
     this.nextGeneration = generation + 1;
     const workers = this.deps.workers();
     this.deps.log.info({ generation, moves: decision.moves, gain: decision.gain, workers: workers.length }, 'rollout started');
+    this.deps.onRolloutStart?.(generation);
     const outcome = await rollout(workers, routingTableFromPlan(decision.plan), this.options, {
       now: this.deps.now,
       sleep: (ms) => this.deps.sleep(ms),

@@ -75,6 +75,12 @@ export const specSchema = {
           description: 'Slots per GPU kept free so new instances load before the old ones are dropped.',
         },
         dispatch: { type: 'string', enum: ['flat', 'hierarchical'], default: 'hierarchical' },
+        hardwarePreset: {
+          type: 'string',
+          enum: ['a100-25gbe', 'h200-400g'],
+          default: 'h200-400g',
+          description: 'Cost model the planner scores candidate plans with.',
+        },
       },
     },
     rebalance: {
@@ -171,6 +177,7 @@ export interface MoEDeployment {
   readonly metadata: ObjectMeta;
   readonly spec: MoEDeploymentSpec;
   readonly status?: MoEDeploymentStatus;
+  readonly [field: string]: unknown;
 }
 
 /** The CustomResourceDefinition object. */

@@ -11,7 +11,12 @@ export const DEFAULT_TRACE_RELATIVE_PATH = join('data', 'traces', 'deepseek_v2_l
  * dist/src/trace (the built CLI).
  */
 export function defaultTracePath(): string {
-  return join(findPackageRoot(dirname(fileURLToPath(import.meta.url))), DEFAULT_TRACE_RELATIVE_PATH);
+  return join(packageRoot(), DEFAULT_TRACE_RELATIVE_PATH);
+}
+
+/** The nearest folder above this module that contains package.json: the repository or install root. */
+export function packageRoot(): string {
+  return findPackageRoot(dirname(fileURLToPath(import.meta.url)));
 }
 
 function findPackageRoot(start: string): string {
