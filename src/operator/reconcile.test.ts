@@ -8,6 +8,19 @@ import { MemoryStore } from './memory-store.js';
 import { RebalanceManager } from './rebalance.js';
 import { MoEDeploymentReconciler } from './reconcile.js';
 
+/** The parts of a StatefulSet the tests read. */
+interface StatefulSetView extends KubeObject {
+  readonly spec: {
+    readonly replicas: number;
+    readonly template: {
+      readonly spec: {
+        readonly containers: readonly { readonly name: string; readonly image: string; readonly resources: { readonly limits: Record<string, string> } }[];
+        readonly affinity: { readonly podAntiAffinity: { readonly requiredDuringSchedulingIgnoredDuringExecution: unknown[] } };
+      };
+    };
+  };
+}
+
 const silent: LoopLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const NOW = Date.parse('2026-12-04T12:00:00Z');
 
@@ -113,15 +126,15 @@ describe('MoEDeploymentReconciler', () => {
     const f = fixture();
     f.deploy(baseSpec);
     await f.run();
-    const sts = f.child('StatefulSet', 'demo') as KubeObject & { spec: any };
+    const sts = f.child('StatefulSet', 'demo') as StatefulSetView;
     expect(sts.spec.replicas).toBe(2);
     const pod = sts.spec.template.spec;
-    expect(pod.containers.map((container: { name: string }) => container.name)).toEqual(['engine', 'router']);
-    expect(pod.containers[0].resources.limits['nvidia.com/gpu']).toBe('2');
+    expect(pod.containers.map((container) => container.name)).toEqual(['engine', 'router']);
+    expect(pod.containers[0]?.resources.limits['nvidia.com/gpu']).toBe('2');
     expect(pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toEqual([
       { labelSelector: { matchLabels: { 'grace-moe.io/deployment': 'demo' } }, topologyKey: 'kubernetes.io/hostname' },
     ]);
-    expect(pod.containers[1].image).toBe('grace-moe:test');
+    expect(pod.containers[1]?.image).toBe('grace-moe:test');
   });
 
   test('publishes a contiguous plan of generation 1', async () => {
@@ -186,8 +199,8 @@ describe('MoEDeploymentReconciler', () => {
 
     f.deploy({ ...baseSpec, engine: { image: 'engine:2' } });
     await f.run();
-    const sts = f.child('StatefulSet', 'demo') as KubeObject & { spec: any };
-    expect(sts.spec.template.spec.containers[0].image).toBe('engine:2');
+    const sts = f.child('StatefulSet', 'demo') as StatefulSetView;
+    expect(sts.spec.template.spec.containers[0]?.image).toBe('engine:2');
     expect(condition(f.deployment(), 'Ready')).toMatchObject({ status: 'False', reason: 'WorkersNotReady' });
     expect(f.deployment().status?.observedGeneration).toBe(2);
 
