@@ -10,7 +10,7 @@ import { generatedFiles } from './manifests.js';
 const check = process.argv.includes('--check');
 const root = packageRoot();
 const stale: string[] = [];
-for (const [relative, content] of Object.entries(generatedFiles())) {
+for (const [relative, content] of Object.entries(await generatedFiles())) {
   const path = join(root, relative);
   const current = await readFile(path, 'utf8').catch(() => null);
   if (current === content) continue;

@@ -117,10 +117,13 @@ export function rbacYaml(namespace = DEFAULT_NAMESPACE): string {
 }
 
 /** Every generated file, by path relative to the repository root. */
-export function generatedFiles(): Record<string, string> {
+export async function generatedFiles(): Promise<Record<string, string>> {
+  // chart.ts imports this module, so it is loaded lazily to keep the import graph acyclic.
+  const { chartFiles } = await import('./chart.js');
   return {
     [`crds/${PLURAL}.${GROUP}.yaml`]: crdYaml(),
     'manifests/install.yaml': installYaml(),
     'manifests/rbac.yaml': rbacYaml(),
+    ...chartFiles(),
   };
 }
