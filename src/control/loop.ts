@@ -122,7 +122,7 @@ export class ControlLoop {
       await this.deps.sleep(this.options.intervalMs, signal).catch(() => undefined);
       if (signal.aborted) break;
       try {
-        await this.round();
+        await this.round(signal);
       } catch (error) {
         this.deps.log.error({ err: error }, 'control loop round failed');
       }
@@ -130,8 +130,8 @@ export class ControlLoop {
     this.deps.log.info({ rounds: this.rounds, generation: this.active.generation }, 'control loop stopped');
   }
 
-  /** Runs one round; see the module header. */
-  async round(): Promise<RoundReport> {
+  /** Runs one round; see the module header. Aborting `signal` cancels a rollout in progress. */
+  async round(signal?: AbortSignal): Promise<RoundReport> {
     const round = ++this.rounds;
     const atMs = this.deps.now();
     const base = { round, atMs, activeGeneration: this.active.generation, candidateGeneration: null, predictedGain: null, predictedTimeMs: null, moves: 0, planTimeMs: 0, rollout: null };
@@ -189,7 +189,8 @@ export class ControlLoop {
     this.deps.onRolloutStart?.(generation);
     const outcome = await rollout(workers, routingTableFromPlan(decision.plan), this.options, {
       now: this.deps.now,
-      sleep: (ms) => this.deps.sleep(ms),
+      sleep: (ms) => this.deps.sleep(ms, signal),
+      ...(signal ? { signal } : {}),
       onStep: (step, stepGeneration) => {
         this.deps.metrics?.rolloutSteps.inc({ step });
         this.deps.log.info({ step, generation: stepGeneration }, 'rollout step');

@@ -29,6 +29,8 @@ export interface RolloutOutcome {
 export interface RolloutDeps {
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
+  /** Cancels the rollout at its next wait: pending tables are dropped and the old generation stays. */
+  readonly signal?: AbortSignal;
   /** Called at the start of every step, for logs and metrics. */
   readonly onStep?: (step: RolloutStep, generation: number) => void;
 }
@@ -72,6 +74,7 @@ export async function rollout(
     return result(false, step, reason);
   };
 
+  if (deps.signal?.aborted) return result(false, 'stage', `rollout of generation ${generation} cancelled by shutdown`);
   deps.onStep?.('stage', generation);
   const staged = await onAll(workers, (worker) => worker.stageTable(table));
   if (staged.length > 0) return abort('stage', `staging failed: ${staged.join('; ')}`);
@@ -104,7 +107,9 @@ export async function rollout(
     if (deps.now() >= deadline) {
       return abort('ready', `workers not ready for generation ${generation} within ${options.readinessTimeoutMs} ms: ${lastProblem}`);
     }
-    await deps.sleep(options.pollIntervalMs);
+    if (deps.signal?.aborted) return abort('ready', `rollout of generation ${generation} cancelled by shutdown`);
+    await deps.sleep(options.pollIntervalMs).catch(() => undefined);
+    if (deps.signal?.aborted) return abort('ready', `rollout of generation ${generation} cancelled by shutdown`);
   }
 
   deps.onStep?.('switch', generation);
@@ -123,10 +128,10 @@ export async function rollout(
     });
     toSwitch = failed;
     if (toSwitch.length === 0) break;
-    if (deps.now() >= deadline) {
+    if (deps.now() >= deadline || deps.signal?.aborted) {
       return result(false, 'switch', `switch incomplete, ${switched.length} of ${workers.length} routers serve generation ${generation}: ${problems.join('; ')}`, switched);
     }
-    await deps.sleep(options.pollIntervalMs);
+    await deps.sleep(options.pollIntervalMs).catch(() => undefined);
   }
 
   deps.onStep?.('cleanup', generation);
