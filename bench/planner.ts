@@ -52,7 +52,7 @@ function timeMs(run: () => unknown, repeats: number): number {
   return samples[Math.floor(samples.length / 2)];
 }
 
-function quality(split: TraceSplit): void {
+async function quality(split: TraceSplit): Promise<void> {
   log('### Quality on the shipped trace (`--split domain:0.5`, cost model a100-25gbe)');
   log('');
   log('Ratios below 1 favour grace. "vs EPLB" divides by the best of the four EPLB entries under the same dispatch scheme.');
@@ -66,7 +66,7 @@ function quality(split: TraceSplit): void {
     for (const redundant of [1, 2]) {
       const topology: Topology = { nodes, gpusPerNode, slotsPerGpu: 64 / (nodes * gpusPerNode) + redundant };
       progress(`quality ${nodes}x${gpusPerNode} with ${topology.slotsPerGpu} slots per GPU`);
-      const result = compareStrategies({ split, topology, cost: a100, preset: 'a100-25gbe' });
+      const result = await compareStrategies({ split, topology, cost: a100, preset: 'a100-25gbe' });
       for (const dispatch of SCHEMES) {
         const grace = metricsOf(result, 'grace', dispatch);
         const contiguous = metricsOf(result, 'contiguous', dispatch);
@@ -189,6 +189,6 @@ log('');
 progress('reading the shipped trace');
 const trace = await readTrace(defaultTracePath());
 const split = splitTrace(trace, parseSplit('domain:0.5'));
-quality(split);
+await quality(split);
 ablations(split);
 speed(split);

@@ -7,6 +7,7 @@ import { baselineStrategies } from './baselines/index.js';
 import type { CostModel } from './evaluator/cost-model.js';
 import { evaluatePlan, type PlanEvaluation } from './evaluator/evaluate.js';
 import type { CompareResult, DispatchScheme, StrategyResult } from './evaluator/types.js';
+import { TopologyError } from './errors.js';
 import { countDuplicateInstances } from './plan/validate.js';
 import type { Plan } from './plan/types.js';
 import { planGraceDetailed, type GraceOptions } from './planner/grace.js';
@@ -39,6 +40,8 @@ export interface CompareOptions {
   readonly onProgress?: (progress: CompareProgress) => void;
   /** Milliseconds clock for planning times; defaults to performance.now. */
   readonly now?: () => number;
+  /** Stops the comparison between two steps; the returned promise then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 interface Entry {
@@ -52,8 +55,14 @@ interface Entry {
 /** Profile sample size used by default: enough tokens for stable candidate scores. */
 export const DEFAULT_COMPARE_SAMPLE = 8192;
 
+/** Lets signal handlers run between long synchronous steps, and stops when the signal aborted. */
+async function checkpoint(signal: AbortSignal | undefined): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  signal?.throwIfAborted();
+}
+
 /** Compares every strategy; see the module header. */
-export function compareStrategies(options: CompareOptions): CompareResult {
+export async function compareStrategies(options: CompareOptions): Promise<CompareResult> {
   const { split, topology, cost } = options;
   const now = options.now ?? (() => performance.now());
   const report = options.onProgress ?? (() => undefined);
@@ -72,10 +81,22 @@ export function compareStrategies(options: CompareOptions): CompareResult {
   const same = (result: { plan: Plan; planTimeMs: number }): Entry['plans'] => ({ flat: result, hierarchical: result });
 
   const totalPlans = baselineStrategies.length + 3;
+  const notes: string[] = [];
   let planned = 0;
   for (const baseline of baselineStrategies) {
+    await checkpoint(options.signal);
     report({ phase: 'plan', strategy: baseline.name, done: planned, total: totalPlans });
-    const result = timed(() => baseline.build(loads, topology, { topK, groups: options.groups ?? 1 }));
+    let result: { plan: Plan; planTimeMs: number };
+    try {
+      result = timed(() => baseline.build(loads, topology, { topK, groups: options.groups ?? 1 }));
+    } catch (error) {
+      // A baseline that does not apply to this shape (hierarchical EPLB needs experts and expert
+      // groups that divide by the nodes) is left out rather than failing the comparison.
+      if (!(error instanceof TopologyError)) throw error;
+      notes.push(`${baseline.name} left out: ${error.message}`);
+      planned++;
+      continue;
+    }
     planned++;
     if (baseline.name.startsWith('eplb')) {
       entries.push({
@@ -97,13 +118,16 @@ export function compareStrategies(options: CompareOptions): CompareResult {
 
   const graceFor = (dispatch: DispatchScheme, extra: Partial<GraceOptions>, strategy: string) =>
     timed(() => planGraceDetailed(stats, { ...options.grace, ...extra, topology, cost, dispatch, strategy }).plan);
-  const perScheme = (extra: Partial<GraceOptions>, strategy: string): Entry['plans'] => {
+  const perScheme = async (extra: Partial<GraceOptions>, strategy: string): Promise<Entry['plans']> => {
+    await checkpoint(options.signal);
     report({ phase: 'plan', strategy, done: planned, total: totalPlans });
-    const plans = { flat: graceFor('flat', extra, strategy), hierarchical: graceFor('hierarchical', extra, strategy) };
+    const flat = graceFor('flat', extra, strategy);
+    await checkpoint(options.signal);
+    const plans = { flat, hierarchical: graceFor('hierarchical', extra, strategy) };
     planned++;
     return plans;
   };
-  const grace = perScheme({}, 'grace');
+  const grace = await perScheme({}, 'grace');
   entries.push({
     name: 'grace',
     description: 'co-activation grouping, hot-expert replication, locality-aware routing with predicted-load weights',
@@ -114,7 +138,7 @@ export function compareStrategies(options: CompareOptions): CompareResult {
     name: 'grace-grouping',
     description: 'ablation: grouping only, no replicas',
     policy: 'locality',
-    plans: perScheme({ replication: 'none' }, 'grace-grouping'),
+    plans: await perScheme({ replication: 'none' }, 'grace-grouping'),
   });
   entries.push({
     name: 'grace-no-locality',
@@ -130,6 +154,7 @@ export function compareStrategies(options: CompareOptions): CompareResult {
   for (const entry of entries) {
     const cache = new Map<Plan, PlanEvaluation>();
     for (const dispatch of DISPATCH_SCHEMES) {
+      await checkpoint(options.signal);
       report({ phase: 'evaluate', strategy: `${entry.name} (${dispatch})`, done: evaluated, total: evaluations });
       const { plan, planTimeMs } = entry.plans[dispatch];
       let evaluation = cache.get(plan);
@@ -161,5 +186,6 @@ export function compareStrategies(options: CompareOptions): CompareResult {
     },
     preset: options.preset,
     strategies,
+    ...(notes.length > 0 ? { notes } : {}),
   };
 }

@@ -39,16 +39,27 @@ export function parseTopologyShape(text: string, flag = '--topology'): { nodes: 
  * Builds a topology for `experts` logical experts. Without an explicit slot count, each GPU gets
  * ceil(experts / GPUs) slots for primaries plus `redundantSlotsPerGpu` for replicas.
  */
+/** Largest deployment the planner and evaluator accept. */
+export const MAX_GPUS = 16_384;
+
 export function resolveTopology(
   shape: { nodes: number; gpusPerNode: number },
   experts: number,
   options: { slotsPerGpu?: number; redundantSlotsPerGpu?: number } = {},
 ): Topology {
   const gpus = gpuCount(shape);
+  if (gpus > MAX_GPUS) {
+    throw new TopologyError(`${shape.nodes}x${shape.gpusPerNode} is ${gpus} GPUs; at most ${MAX_GPUS} are supported`);
+  }
   const primariesPerGpu = Math.ceil(experts / gpus);
   const slotsPerGpu = options.slotsPerGpu ?? primariesPerGpu + (options.redundantSlotsPerGpu ?? 0);
   if (!Number.isInteger(slotsPerGpu) || slotsPerGpu < 1) {
     throw new TopologyError(`slots per GPU must be a positive integer, got ${slotsPerGpu}`);
+  }
+  if (slotsPerGpu > experts) {
+    throw new TopologyError(
+      `${slotsPerGpu} slots per GPU exceed the ${experts} experts: a GPU holds each expert at most once, so use at most ${experts}`,
+    );
   }
   if (slotsPerGpu * gpus < experts) {
     throw new TopologyError(

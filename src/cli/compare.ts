@@ -55,7 +55,7 @@ export const compareCommand: Command = {
 
     checkTopologyFlags(values);
     const progress = new ProgressReporter(io.stderr);
-    const trace = await loadTrace(values.trace, progress);
+    const trace = await loadTrace(values.trace, progress, io.stderr);
     let split;
     if (splitSpec !== null) {
       split = splitTrace(trace, splitSpec);
@@ -72,7 +72,8 @@ export const compareCommand: Command = {
     const topology = topologyFromFlags(values, trace.meta.experts);
     const { cost, preset } = costModelFor(trace, values.preset);
 
-    const result = compareStrategies({
+    const result = await compareStrategies({
+      signal: io.signal,
       split,
       topology,
       cost,
@@ -98,6 +99,7 @@ export function compareJson(result: CompareResult): object {
     trace: result.trace,
     preset: result.preset,
     strategies: result.strategies.map(({ name, dispatch, metrics }) => ({ name, dispatch, metrics })),
+    ...(result.notes ? { notes: result.notes } : {}),
   };
 }
 
@@ -133,6 +135,7 @@ function compareTable(result: CompareResult): string {
     );
     lines.push('');
   }
+  for (const note of result.notes ?? []) lines.push(`note: ${note}`);
   lines.push('Copies are per token per layer; times are modelled per batch and layer by the cost model.');
   return `${lines.join('\n')}\n`;
 }

@@ -32,6 +32,7 @@ export const exportCommand: Command = {
     if (values.plan === undefined) throw new UsageError('--plan FILE is required: a plan written by "grace-moe plan"');
     oneOf('--format', values.format, ['sglang'] as const, 'sglang');
     const firstMoeLayer = nonNegativeInteger('--first-moe-layer', values['first-moe-layer'], 0);
+    if (firstMoeLayer > 1000) throw new UsageError(`--first-moe-layer must be at most 1000, got ${firstMoeLayer}`);
 
     let document: unknown;
     try {

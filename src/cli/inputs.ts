@@ -1,18 +1,28 @@
+import { existsSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { writeFile } from 'node:fs/promises';
 import { TopologyError, UsageError } from '../errors.js';
 import { DEFAULT_PRESET, hardwarePreset, modelShapeFor, type CostModel } from '../evaluator/cost-model.js';
 import { resolveTopology, parseTopologyShape, type Topology } from '../topology.js';
 import { defaultTracePath } from '../trace/default.js';
-import { readTrace } from '../trace/read.js';
+import { metaPathFor, readTrace } from '../trace/read.js';
 import type { Trace } from '../trace/types.js';
 import { nonNegativeInteger, positiveInteger } from './args.js';
 import type { ProgressReporter } from './progress.js';
 
 /** Reads the trace named by --trace, or the shipped one, reporting tokens read. */
-export async function loadTrace(path: string | undefined, progress: ProgressReporter): Promise<Trace> {
+export async function loadTrace(path: string | undefined, progress: ProgressReporter, stderr?: Writable): Promise<Trace> {
   const file = path ?? defaultTracePath();
   const trace = await readTrace(file, { onProgress: (tokens) => progress.update(`reading ${file}`, tokens) });
   progress.update(`reading ${file}`, trace.tokens);
+  if (stderr && !existsSync(metaPathFor(file))) {
+    progress.finish();
+    stderr.write(
+      `note: no ${metaPathFor(file)} beside the trace, so its shape was inferred from the records: ` +
+        `${trace.meta.layers} layers, ${trace.meta.experts} experts (largest id + 1), top-${trace.meta.topK}; ` +
+        'add the meta file to check expert ids against the model\n',
+    );
+  }
   return trace;
 }
 
@@ -30,13 +40,20 @@ export function topologyFromFlags(
     try {
       return resolveTopology(shape, experts, { slotsPerGpu });
     } catch (error) {
+      if (error instanceof TopologyError && slotsPerGpu > experts) {
+        throw new UsageError(`--slots-per-gpu ${slotsPerGpu}: ${error.message}`, { cause: error });
+      }
       if (!(error instanceof TopologyError)) throw error;
       throw new UsageError(`--slots-per-gpu ${slotsPerGpu} is too small: ${error.message}`, { cause: error });
     }
   }
-  return resolveTopology(shape, experts, {
-    redundantSlotsPerGpu: nonNegativeInteger('--redundant-slots', flags['redundant-slots'], 1),
-  });
+  const redundant = nonNegativeInteger('--redundant-slots', flags['redundant-slots'], 1);
+  try {
+    return resolveTopology(shape, experts, { redundantSlotsPerGpu: redundant });
+  } catch (error) {
+    if (!(error instanceof TopologyError)) throw error;
+    throw new UsageError(`--redundant-slots ${redundant}: ${error.message}`, { cause: error });
+  }
 }
 
 /**

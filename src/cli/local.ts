@@ -179,7 +179,7 @@ export const localCommand: Command = {
     const format = oneOf('--format', values.format, ['table', 'json'] as const, io.stdout.isTTY ? 'table' : 'json');
 
     const reading = new ProgressReporter(io.stderr);
-    const trace = await loadTrace(values.trace, reading);
+    const trace = await loadTrace(values.trace, reading, io.stderr);
     reading.finish();
     const topology = topologyFromFlags(values, trace.meta.experts);
     const { cost } = costModelFor(trace, values.preset);

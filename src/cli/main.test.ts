@@ -277,3 +277,21 @@ describe('internal errors exit 1', () => {
     expect(exitCodeOf(error)).toBe(code);
   });
 });
+
+describe('version and help topics', () => {
+  test('--version matches package.json', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { packageRoot } = await import('../trace/default.js');
+    const manifest = JSON.parse(await readFile(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    const outcome = await run(['--version']);
+    expect(outcome.code).toBe(0);
+    expect(outcome.stdout).toBe(`grace-moe ${manifest.version}\n`);
+  });
+
+  test('help compare prints the compare usage', async () => {
+    const outcome = await run(['help', 'compare']);
+    expect(outcome.code).toBe(0);
+    expect(outcome.stdout).toContain('Usage: grace-moe compare');
+  });
+});

@@ -9,6 +9,9 @@ import { exitCodeOf, GraceMoeError } from '../errors.js';
 import type { Command, CommandIo } from './command.js';
 import { commands } from './commands.js';
 
+/** The version printed by --version; kept equal to package.json by a test. */
+export const VERSION = '0.1.0';
+
 function helpText(): string {
   const width = Math.max(...commands.map((command) => command.name.length));
   const lines = commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`);
@@ -22,8 +25,13 @@ export async function runCli(argv: readonly string[], io: CommandIo): Promise<nu
     io.stderr.write(helpText());
     return 2;
   }
+  if (name === '--version' || name === '-v') {
+    io.stdout.write(`grace-moe ${VERSION}\n`);
+    return 0;
+  }
   if (name === '--help' || name === '-h' || name === 'help') {
-    io.stdout.write(helpText());
+    const topic = commands.find((candidate) => candidate.name === rest[0]);
+    io.stdout.write(topic ? `${topic.usage.trimEnd()}\n` : helpText());
     return 0;
   }
   const command: Command | undefined = commands.find((candidate) => candidate.name === name);
@@ -38,6 +46,10 @@ export async function runCli(argv: readonly string[], io: CommandIo): Promise<nu
   try {
     return await command.run(rest, io);
   } catch (error) {
+    if (io.signal.aborted) {
+      io.stderr.write(`grace-moe ${name}: stopped by signal\n`);
+      return 130;
+    }
     if (error instanceof GraceMoeError) {
       io.stderr.write(`grace-moe ${name}: ${error.message}\n`);
     } else {

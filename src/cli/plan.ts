@@ -2,7 +2,7 @@ import { baselineStrategies } from '../baselines/index.js';
 import { UsageError } from '../errors.js';
 import { planToJson } from '../plan/json.js';
 import type { Plan } from '../plan/types.js';
-import { validatePlan } from '../plan/validate.js';
+import { MAX_GENERATION, validatePlan } from '../plan/validate.js';
 import { planGraceDetailed } from '../planner/grace.js';
 import { statsFromTrace } from '../stats/activation.js';
 import { DEFAULT_COMPARE_SAMPLE } from '../compare.js';
@@ -44,10 +44,11 @@ export const planCommand: Command = {
     const strategy = oneOf('--strategy', values.strategy, STRATEGIES, 'grace');
     const dispatch = oneOf('--dispatch', values.dispatch, ['flat', 'hierarchical'] as const, 'hierarchical');
     const generation = positiveInteger('--generation', values.generation, 1);
+    if (generation > MAX_GENERATION) throw new UsageError(`--generation must be at most ${MAX_GENERATION}, got ${generation}`);
 
     checkTopologyFlags(values);
     const progress = new ProgressReporter(io.stderr);
-    const trace = await loadTrace(values.trace, progress);
+    const trace = await loadTrace(values.trace, progress, io.stderr);
     progress.finish();
     const topology = topologyFromFlags(values, trace.meta.experts);
     const { cost } = costModelFor(trace, values.preset);

@@ -54,4 +54,6 @@ export interface CompareResult {
   };
   readonly preset: string;
   readonly strategies: readonly StrategyResult[];
+  /** Strategies left out and why, for example a baseline that does not apply to the topology. */
+  readonly notes?: readonly string[];
 }

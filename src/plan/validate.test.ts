@@ -158,3 +158,11 @@ describe('countDuplicateInstances', () => {
     expect(countDuplicateInstances(plan)).toBe(3);
   });
 });
+
+describe('plan generation bound', () => {
+  test('rejects a generation engines cannot carry', async () => {
+    const { contiguousPlan } = await import('../baselines/contiguous.js');
+    const plan = { ...contiguousPlan([[1, 1, 1, 1]], { nodes: 1, gpusPerNode: 2, slotsPerGpu: 2 }, { topK: 1 }), generation: 2 ** 32 };
+    expect(() => validatePlan(plan)).toThrow('generation: must be at most 4294967295');
+  });
+});

@@ -17,6 +17,9 @@ export interface ValidateOptions {
 }
 
 /** Throws FormatVersionError or PlanValidationError unless the plan satisfies every invariant. */
+/** Largest plan generation: engines carry the generation as an unsigned 32-bit number. */
+export const MAX_GENERATION = 0xffff_ffff;
+
 export function validatePlan(plan: Plan, options: ValidateOptions = {}): void {
   if (plan.apiVersion !== API_VERSION) {
     throw new FormatVersionError(
@@ -28,6 +31,9 @@ export function validatePlan(plan: Plan, options: ValidateOptions = {}): void {
   }
 
   requireNonNegativeInteger('generation', plan.generation);
+  if (plan.generation > MAX_GENERATION) {
+    throw new PlanValidationError('generation', `must be at most ${MAX_GENERATION} (engines carry it as a 32-bit number), got ${plan.generation}`);
+  }
   if (typeof plan.strategy !== 'string' || plan.strategy.length === 0) {
     throw new PlanValidationError('strategy', `must be a non-empty string, got ${describeValue(plan.strategy)}`);
   }
