@@ -96,7 +96,7 @@ export function valuesSchema(): object {
       serviceAccount: closed({ create: { type: 'boolean' }, name: string, annotations: { type: 'object', additionalProperties: string } }),
       rbac: closed({ create: { type: 'boolean' } }),
       operator: closed({
-        watchNamespaces: string,
+        watchNamespace: string,
         logLevel: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] },
         workers: { type: 'integer', minimum: 1, maximum: 64 },
         port: { type: 'integer', minimum: 1, maximum: 65535 },

@@ -72,7 +72,7 @@ export function operatorDeployment(namespace: string, image: string): object {
               image,
               args: ['operator'],
               env: [
-                { name: 'GRACE_MOE_OPERATOR_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                { name: 'GRACE_MOE_OPERATOR_LEASE_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
                 { name: 'GRACE_MOE_OPERATOR_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
                 { name: 'GRACE_MOE_OPERATOR_IMAGE', value: image },
               ],
