@@ -17,7 +17,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY data/traces ./data/traces
-USER node
+# The node user of the base image (uid and gid 1000), numeric so Kubernetes runAsNonRoot can check it.
+USER 1000:1000
 EXPOSE 8080 8470 8480
 ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
 CMD ["operator"]
