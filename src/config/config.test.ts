@@ -16,7 +16,17 @@ describe('router configuration', () => {
     const config = resolveRouterConfig({}, {});
 
     expect(config).toMatchObject({ ...ROUTER_DEFAULTS, tableFile: null, stateFile: null });
+    expect(config.deployment).toEqual({ topology: null, layers: null, experts: null });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  test('resolves the deployment shape and route limits', () => {
+    const env = { GRACE_MOE_ROUTER_LAYERS: '26', GRACE_MOE_ROUTER_ROUTE_MAX_TOKENS: '512' };
+    const config = resolveRouterConfig({ topology: '2x4', experts: '64', 'route-body-limit-bytes': '65536' }, env);
+
+    expect(config.deployment).toEqual({ topology: { nodes: 2, gpusPerNode: 4 }, layers: 26, experts: 64 });
+    expect(config.routeBodyLimitBytes).toBe(65_536);
+    expect(config.routeMaxTokens).toBe(512);
   });
 
   test('prefers a flag over its environment variable', () => {
@@ -34,6 +44,11 @@ describe('router configuration', () => {
     ['a fractional body limit', { 'body-limit-bytes': '1.5' }, {}, '--body-limit-bytes must be an integer from 1024'],
     ['an unknown log level', {}, { GRACE_MOE_LOG_LEVEL: 'loud' }, 'GRACE_MOE_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "loud"'],
     ['a host name', { host: 'example.org' }, {}, '--host must be an IP address'],
+    ['a malformed topology', { topology: '2by4' }, {}, '--topology must look like NODESxGPUS (for example 2x4), got "2by4"'],
+    ['a topology variable without GPUs', {}, { GRACE_MOE_ROUTER_TOPOLOGY: '2x0' }, 'GRACE_MOE_ROUTER_TOPOLOGY needs at least one node and one GPU per node'],
+    ['zero layers', { layers: '0' }, {}, '--layers must be an integer from 1 to 10000, got "0"'],
+    ['an expert count variable that is not a number', {}, { GRACE_MOE_ROUTER_EXPERTS: 'many' }, 'GRACE_MOE_ROUTER_EXPERTS must be an integer from 1 to 65536, got "many"'],
+    ['a zero token cap', { 'route-max-tokens': '0' }, {}, '--route-max-tokens must be an integer from 1'],
   ] as const;
 
   test.each(invalid)('rejects %s', (_name, flags, env, message) => {
@@ -56,6 +71,7 @@ describe('engine configuration', () => {
     ['too few peers', { ...engineRequired, peers: 'http://127.0.0.1:1' }, '--peers must list one engine URL per node (3), got 1'],
     ['a peer that is not a URL', { ...engineRequired, peers: 'a,b,c' }, '--peers must be an http:// or https:// URL, got "a"'],
     ['an unknown routing mode', { ...engineRequired, router: 'grpc' }, '--router must be one of http, in-process, got "grpc"'],
+    ['a zero pair cap', { ...engineRequired, 'max-compute-pairs': '0' }, '--max-compute-pairs must be an integer from 1 to 100000000, got "0"'],
   ] as const;
 
   test.each(invalid)('rejects %s', (_name, flags, message) => {

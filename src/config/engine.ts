@@ -40,6 +40,11 @@ export const ENGINE_DEFAULTS = Object.freeze({
   requestTimeoutMs: 30_000,
   /** Times a batch restarts when the router's generation changes under it. */
   batchAttempts: 3,
+  /**
+   * Most token-expert pairs in one POST /v1/experts/compute request (8 bytes each on the wire). A
+   * batch of 65,536 tokens (the driver's largest) with top-8 sends at most 524,288 pairs to one node.
+   */
+  maxComputePairs: 1_048_576,
   shutdownTimeoutMs: 10_000,
   logLevel: 'info' as LogLevel,
 });
@@ -64,6 +69,7 @@ export interface EngineConfig {
   readonly longPollWaitMs: number;
   readonly requestTimeoutMs: number;
   readonly batchAttempts: number;
+  readonly maxComputePairs: number;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
 }
@@ -85,6 +91,7 @@ export const ENGINE_FLAGS = {
   'long-poll-wait-ms': { type: 'string' },
   'request-timeout-ms': { type: 'string' },
   'batch-attempts': { type: 'string' },
+  'max-compute-pairs': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
@@ -162,6 +169,10 @@ export function resolveEngineConfig(flags: EngineFlags, env: Environment = proce
       max: 10 * 60_000,
     }),
     batchAttempts: integerSetting(name('--batch-attempts', 'BATCH_ATTEMPTS'), flags['batch-attempts'], env, d.batchAttempts, { min: 1, max: 100 }),
+    maxComputePairs: integerSetting(name('--max-compute-pairs', 'MAX_COMPUTE_PAIRS'), flags['max-compute-pairs'], env, d.maxComputePairs, {
+      min: 1,
+      max: 100_000_000,
+    }),
     shutdownTimeoutMs: integerSetting(
       name('--shutdown-timeout-ms', 'SHUTDOWN_TIMEOUT_MS'),
       flags['shutdown-timeout-ms'],

@@ -3,6 +3,8 @@
  * command-line flags and GRACE_MOE_ROUTER_* environment variables (a flag wins over its variable).
  */
 import { DEFAULT_SAMPLE_CAPACITY } from '../stats/activation.js';
+import { parseTopologyShape } from '../topology.js';
+import { ConfigError } from './errors.js';
 import {
   hostSetting,
   integerSetting,
@@ -10,6 +12,7 @@ import {
   optionalTextSetting,
   type Environment,
   type LogLevel,
+  type SettingName,
 } from './resolve.js';
 
 export const ROUTER_DEFAULTS = Object.freeze({
@@ -17,6 +20,13 @@ export const ROUTER_DEFAULTS = Object.freeze({
   portNumber: 8470,
   /** Largest request body; a routing table of 60 layers x 256 experts x 4 instances is about 3 MiB. */
   bodyLimitBytes: 8 * 1024 * 1024,
+  /**
+   * Largest body of POST /v1/route and /v1/route/batch. Parsing, validating and routing a body
+   * blocks the event loop for a time that grows with its size, so the hot path gets a tighter limit.
+   */
+  routeBodyLimitBytes: 1024 * 1024,
+  /** Most token lists in one /v1/route or /v1/route/batch request (summed over batch entries). */
+  routeMaxTokens: 16_384,
   /** Maximum wait of a GET /v1/routing-table long-poll, whatever waitMs the client requests. */
   longPollMaxMs: 30_000,
   /** Age at which the open statistics bucket is sealed even without a scrape. */
@@ -37,6 +47,8 @@ export interface RouterConfig {
   readonly host: string;
   readonly portNumber: number;
   readonly bodyLimitBytes: number;
+  readonly routeBodyLimitBytes: number;
+  readonly routeMaxTokens: number;
   readonly longPollMaxMs: number;
   readonly statsBucketMs: number;
   readonly statsRetainedBuckets: number;
@@ -47,13 +59,27 @@ export interface RouterConfig {
   readonly tableFile: string | null;
   /** File that every accepted table is written to and recovered from, or null. */
   readonly stateFile: string | null;
+  /** Shape of the deployment the router serves; a table of another shape is rejected. */
+  readonly deployment: DeploymentShape;
 }
+
+/** What the engines run; each field is null when not configured, and then not checked. */
+export interface DeploymentShape {
+  readonly topology: { readonly nodes: number; readonly gpusPerNode: number } | null;
+  readonly layers: number | null;
+  readonly experts: number | null;
+}
+
+/** A deployment shape that checks nothing. */
+export const ANY_DEPLOYMENT: DeploymentShape = Object.freeze({ topology: null, layers: null, experts: null });
 
 /** Flag definitions of `grace-moe router`, for parseFlags. */
 export const ROUTER_FLAGS = {
   host: { type: 'string' },
   port: { type: 'string' },
   'body-limit-bytes': { type: 'string' },
+  'route-body-limit-bytes': { type: 'string' },
+  'route-max-tokens': { type: 'string' },
   'long-poll-max-ms': { type: 'string' },
   'stats-bucket-ms': { type: 'string' },
   'stats-retained-buckets': { type: 'string' },
@@ -62,6 +88,9 @@ export const ROUTER_FLAGS = {
   'log-level': { type: 'string' },
   'table-file': { type: 'string' },
   'state-file': { type: 'string' },
+  topology: { type: 'string' },
+  layers: { type: 'string' },
+  experts: { type: 'string' },
 } as const;
 
 export type RouterFlags = Partial<Record<keyof typeof ROUTER_FLAGS, string>>;
@@ -83,6 +112,20 @@ export function resolveRouterConfig(flags: RouterFlags, env: Environment = proce
       env,
       d.bodyLimitBytes,
       { min: 1024, max: 1024 * 1024 * 1024 },
+    ),
+    routeBodyLimitBytes: integerSetting(
+      { flag: '--route-body-limit-bytes', env: 'GRACE_MOE_ROUTER_ROUTE_BODY_LIMIT_BYTES' },
+      flags['route-body-limit-bytes'],
+      env,
+      d.routeBodyLimitBytes,
+      { min: 1024, max: 1024 * 1024 * 1024 },
+    ),
+    routeMaxTokens: integerSetting(
+      { flag: '--route-max-tokens', env: 'GRACE_MOE_ROUTER_ROUTE_MAX_TOKENS' },
+      flags['route-max-tokens'],
+      env,
+      d.routeMaxTokens,
+      { min: 1, max: 10_000_000 },
     ),
     longPollMaxMs: integerSetting(
       { flag: '--long-poll-max-ms', env: 'GRACE_MOE_ROUTER_LONG_POLL_MAX_MS' },
@@ -122,10 +165,33 @@ export function resolveRouterConfig(flags: RouterFlags, env: Environment = proce
     logLevel: logLevelSetting(flags['log-level'], env, d.logLevel),
     tableFile: optionalTextSetting({ flag: '--table-file', env: 'GRACE_MOE_ROUTER_TABLE_FILE' }, flags['table-file'], env),
     stateFile: optionalTextSetting({ flag: '--state-file', env: 'GRACE_MOE_ROUTER_STATE_FILE' }, flags['state-file'], env),
+    deployment: resolveDeployment(flags, env),
+  });
+}
+
+function resolveDeployment(flags: RouterFlags, env: Environment): DeploymentShape {
+  const topologyName: SettingName = { flag: '--topology', env: 'GRACE_MOE_ROUTER_TOPOLOGY' };
+  const topologyText = optionalTextSetting(topologyName, flags.topology, env);
+  let topology: DeploymentShape['topology'] = null;
+  if (topologyText !== null) {
+    try {
+      topology = parseTopologyShape(topologyText, flags.topology !== undefined ? topologyName.flag : topologyName.env);
+    } catch (error) {
+      throw new ConfigError(error instanceof Error ? error.message : String(error), { cause: error });
+    }
+  }
+  const layersName: SettingName = { flag: '--layers', env: 'GRACE_MOE_ROUTER_LAYERS' };
+  const expertsName: SettingName = { flag: '--experts', env: 'GRACE_MOE_ROUTER_EXPERTS' };
+  const layersSet = flags.layers !== undefined || optionalTextSetting(layersName, undefined, env) !== null;
+  const expertsSet = flags.experts !== undefined || optionalTextSetting(expertsName, undefined, env) !== null;
+  return Object.freeze({
+    topology: topology === null ? null : Object.freeze(topology),
+    layers: layersSet ? integerSetting(layersName, flags.layers, env, 0, { min: 1, max: 10_000 }) : null,
+    experts: expertsSet ? integerSetting(expertsName, flags.experts, env, 0, { min: 1, max: 65_536 }) : null,
   });
 }
 
 /** Builds a router configuration from the defaults with some settings replaced, without reading the environment. */
 export function routerConfigWith(overrides: Partial<RouterConfig> = {}): RouterConfig {
-  return Object.freeze({ ...ROUTER_DEFAULTS, tableFile: null, stateFile: null, ...overrides });
+  return Object.freeze({ ...ROUTER_DEFAULTS, tableFile: null, stateFile: null, deployment: ANY_DEPLOYMENT, ...overrides });
 }

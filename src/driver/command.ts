@@ -2,6 +2,7 @@ import { parseFlags } from '../cli/args.js';
 import type { Command } from '../cli/command.js';
 import { formatTable } from '../cli/table.js';
 import { DRIVER_DEFAULTS, DRIVER_FLAGS, resolveDriverConfig } from '../config/driver.js';
+import { UsageError } from '../errors.js';
 import { defaultTracePath } from '../trace/default.js';
 import { readTrace } from '../trace/read.js';
 import { drive, type DriveReport } from './drive.js';
@@ -34,9 +35,23 @@ export const driveCommand: Command = {
   async run(argv, io) {
     const { values } = parseFlags('drive', argv, DRIVER_FLAGS);
     const config = resolveDriverConfig(values);
-    const trace = await readTrace(config.trace ?? defaultTracePath(), { maxTokens: config.offset + config.tokens });
+    const tracePath = config.trace ?? defaultTracePath();
+    const trace = await readTrace(tracePath, { maxTokens: config.offset + config.tokens });
+    if (config.offset >= trace.tokens) {
+      throw new UsageError(
+        `--offset ${config.offset} is at or past the end of the trace ${tracePath}, which has ${trace.tokens} tokens; ` +
+          `choose an offset below ${trace.tokens}`,
+      );
+    }
     const report = await drive({ ...config, trace, signal: io.signal });
 
+    const { slice } = report;
+    if (slice.planned < slice.requested) {
+      io.stderr.write(
+        `grace-moe drive: warning: the trace ${tracePath} ends at token ${slice.traceTokens}, so --tokens ${slice.requested} from ` +
+          `--offset ${slice.offset} was cut to ${slice.planned} tokens; ${report.tokens.sent} tokens were sent\n`,
+      );
+    }
     if (config.format === 'json') {
       io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else {
@@ -57,6 +72,8 @@ export function formatReport(report: DriveReport): string {
       ['batches sent', String(report.batches.sent)],
       ['batches completed', String(report.batches.completed)],
       ['batches failed', String(report.batches.failed)],
+      ['batches not sent', report.notSentReason === null ? String(report.batches.notSent) : `${report.batches.notSent} (${report.notSentReason})`],
+      ['tokens sent', String(report.tokens.sent)],
       ['tokens completed', String(report.tokens.completed)],
       ['elapsed (s)', (report.elapsedMs / 1000).toFixed(2)],
       ['throughput (tokens/s)', report.throughputTokensPerSecond.toFixed(1)],

@@ -1,6 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import type { Trace } from '../trace/types.js';
-import { batchBody, drive, percentile, summarizeLatencies } from './drive.js';
+import { createServer } from 'node:net';
+import { batchBody, describeRequestFailure, drive, percentile, summarizeLatencies } from './drive.js';
+import { formatReport } from './command.js';
 
 function trace(tokens: number): Trace {
   const selections = new Uint16Array(tokens * 2);
@@ -84,7 +86,52 @@ describe('drive', () => {
 
     expect(report.batches.sent).toBe(3);
     expect(report.batches.notSent).toBe(7);
+    expect(report.notSentReason).toBe('max duration reached');
     expect(report.elapsedMs).toBe(2_000);
+    expect(formatReport(report)).toMatch(/batches not sent +7 \(max duration reached\)/);
+  });
+
+  test('reports batches not sent after an abort', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const report = await drive({ ...base, engines: ['http://a'], trace: trace(20), signal: controller.signal }, { fetch: recordingFetch([]) });
+
+    expect(report.batches).toEqual({ planned: 3, sent: 0, completed: 0, failed: 0, notSent: 3 });
+    expect(report.notSentReason).toBe('aborted');
+    expect(formatReport(report)).toMatch(/batches not sent +3 \(aborted\)/);
+  });
+
+  test('reports the slice that the trace cut short', async () => {
+    const report = await drive({ ...base, offset: 16, tokens: 10, engines: ['http://a'], trace: trace(20) }, { fetch: recordingFetch([]) });
+
+    expect(report.slice).toEqual({ offset: 16, requested: 10, planned: 4, traceTokens: 20 });
+    expect(report.tokens).toEqual({ sent: 4, completed: 4 });
+    expect(report.notSentReason).toBeNull();
+  });
+
+  test('rejects an offset at the end of the trace', async () => {
+    await expect(drive({ ...base, offset: 20, engines: ['http://a'], trace: trace(20) }, { fetch: recordingFetch([]) })).rejects.toThrow(
+      'offset 20 is at or past the end of the trace (20 tokens); choose an offset below 20',
+    );
+  });
+
+  test('names the URL and the cause when an engine is unreachable', async () => {
+    const port = await closedPort();
+    const report = await drive({ ...base, tokens: 4, engines: [`http://127.0.0.1:${port}`], trace: trace(20) });
+
+    expect(report.errors).toEqual([
+      { message: `POST http://127.0.0.1:${port}/v1/generate failed: connect ECONNREFUSED 127.0.0.1:${port}`, count: 1 },
+    ]);
+  });
+
+  test('names the timeout of a batch that got no response', async () => {
+    const hangingFetch = ((_url: string, init?: RequestInit) =>
+      new Promise((_resolve, reject) => {
+        init?.signal?.addEventListener('abort', () => reject(init.signal?.reason as Error));
+      })) as unknown as typeof fetch;
+    const report = await drive({ ...base, tokens: 4, requestTimeoutMs: 30, engines: ['http://a'], trace: trace(20) }, { fetch: hangingFetch });
+
+    expect(report.errors).toEqual([{ message: 'POST http://a/v1/generate timed out after 30 ms', count: 1 }]);
   });
 
   test('bounds the batches in flight', async () => {
@@ -102,6 +149,30 @@ describe('drive', () => {
 
     expect(report.batches.completed).toBe(20);
     expect(maxInFlight).toBe(3);
+  });
+});
+
+/** A loopback port that nothing listens on: bound once, then released. */
+async function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+describe('request failure messages', () => {
+  test('joins the errors of every address tried', () => {
+    const cause = new AggregateError([new Error('connect ECONNREFUSED ::1:9'), new Error('connect ECONNREFUSED 127.0.0.1:9')], '');
+    const error = new TypeError('fetch failed', { cause });
+
+    expect(describeRequestFailure('http://localhost:9/v1/generate', error, 1_000)).toBe(
+      'POST http://localhost:9/v1/generate failed: connect ECONNREFUSED ::1:9; connect ECONNREFUSED 127.0.0.1:9',
+    );
   });
 });
 

@@ -72,9 +72,19 @@ export interface EngineCounts {
   failed: number;
 }
 
+/** Why planned batches were not sent: the run hit maxDurationMs or its signal aborted it. */
+export type NotSentReason = 'max duration reached' | 'aborted';
+
 export interface DriveReport {
   readonly batches: { readonly planned: number; readonly sent: number; readonly completed: number; readonly failed: number; readonly notSent: number };
+  /** Null when every planned batch was sent. */
+  readonly notSentReason: NotSentReason | null;
   readonly tokens: { readonly sent: number; readonly completed: number };
+  /**
+   * The replayed slice of the trace. `planned` is below `requested` when the trace ends before
+   * offset + requested tokens and the run does not wrap.
+   */
+  readonly slice: { readonly offset: number; readonly requested: number; readonly planned: number; readonly traceTokens: number };
   readonly elapsedMs: number;
   /** Completed tokens per second of elapsed time. */
   readonly throughputTokensPerSecond: number;
@@ -124,12 +134,40 @@ export function batchBody(trace: Trace, start: number, end: number, requestId: s
   return { requestId, tokens };
 }
 
+/**
+ * Describes a request that got no response, with the URL and the cause: "POST URL failed: connect
+ * ECONNREFUSED 127.0.0.1:9" in place of fetch's bare "fetch failed", or a timeout with its length.
+ */
+export function describeRequestFailure(url: string, error: unknown, timeoutMs: number): string {
+  if (error instanceof Error && error.name === 'TimeoutError') {
+    return `POST ${url} timed out after ${timeoutMs} ms`;
+  }
+  if (error instanceof Error && error.name === 'AbortError') {
+    return `POST ${url} was aborted`;
+  }
+  const cause = error instanceof Error ? error.cause : undefined;
+  return `POST ${url} failed: ${describeCause(cause instanceof Error ? cause : error)}`;
+}
+
+/** A connection error's message; an AggregateError (one error per address tried) has an empty one. */
+function describeCause(error: unknown): string {
+  if (error instanceof AggregateError && error.message === '') {
+    return error.errors.map((inner: unknown) => (inner instanceof Error ? inner.message : String(inner))).join('; ');
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Runs the replay described in the module header and reports what happened. */
 export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promise<DriveReport> {
   const now = deps.now ?? (() => performance.now());
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const fetchImpl = deps.fetch ?? fetch;
   if (options.engines.length === 0) throw new RangeError('drive needs at least one engine URL');
+  if (!options.wrap && options.offset >= options.trace.tokens) {
+    throw new RangeError(
+      `offset ${options.offset} is at or past the end of the trace (${options.trace.tokens} tokens); choose an offset below ${options.trace.tokens}`,
+    );
+  }
 
   const first = options.wrap ? options.offset : Math.min(options.offset, options.trace.tokens);
   const last = options.wrap ? options.offset + options.tokens : Math.min(options.trace.tokens, options.offset + options.tokens);
@@ -143,17 +181,31 @@ export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promis
   let completedTokens = 0;
   let crossNodeCopies = 0;
   let sent = 0;
+  let notSentReason: NotSentReason | null = null;
 
   const aborted = (): boolean => options.signal?.aborted === true;
   const started = now();
   for (let batch = 0; batch < planned; batch++) {
-    if (aborted()) break;
+    if (aborted()) {
+      notSentReason = 'aborted';
+      break;
+    }
     const due = started + (batch * options.batchTokens * 1000) / options.rateTokensPerSecond;
-    if (due - started >= options.maxDurationMs) break;
+    if (due - started >= options.maxDurationMs) {
+      notSentReason = 'max duration reached';
+      break;
+    }
     const wait = due - now();
     if (wait > 0) await sleep(wait);
     while (inFlight.size >= options.concurrency) await Promise.race(inFlight);
-    if (now() - started >= options.maxDurationMs || aborted()) break;
+    if (aborted()) {
+      notSentReason = 'aborted';
+      break;
+    }
+    if (now() - started >= options.maxDurationMs) {
+      notSentReason = 'max duration reached';
+      break;
+    }
 
     const start = first + batch * options.batchTokens;
     const end = Math.min(last, start + options.batchTokens);
@@ -170,12 +222,17 @@ export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promis
     const index = batch;
     const request = (async () => {
       try {
-        const response = await fetchImpl(`${engine.url}/v1/generate`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body,
-          signal,
-        });
+        let response: Response;
+        try {
+          response = await fetchImpl(`${engine.url}/v1/generate`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body,
+            signal,
+          });
+        } catch (error) {
+          throw new Error(describeRequestFailure(`${engine.url}/v1/generate`, error, options.requestTimeoutMs), { cause: error });
+        }
         const text = await response.text();
         if (response.status !== 200) {
           throw new Error(`${engine.url} responded with ${response.status}: ${text.slice(0, 200)}`);
@@ -204,7 +261,9 @@ export async function drive(options: DriveOptions, deps: DriveDeps = {}): Promis
   const failed = perEngine.reduce((sum, engine) => sum + engine.failed, 0);
   return {
     batches: { planned, sent, completed, failed, notSent: planned - sent },
+    notSentReason: planned > sent ? notSentReason : null,
     tokens: { sent: sentTokens, completed: completedTokens },
+    slice: { offset: options.offset, requested: options.tokens, planned: last - first, traceTokens: options.trace.tokens },
     elapsedMs,
     throughputTokensPerSecond: elapsedMs > 0 ? (completedTokens * 1000) / elapsedMs : 0,
     latencyMs: summarizeLatencies(latencies),

@@ -185,12 +185,12 @@ const computeSchema = {
   response: { ...errorResponses },
 } as const;
 
-const statusSchema = {
-  response: {
-    200: { type: 'object', required: ['status'], properties: { status: { type: 'string' }, generation: { type: ['integer', 'null'] } } },
-    503: { type: 'object', required: ['status'], properties: { status: { type: 'string' }, generation: { type: ['integer', 'null'] } } },
-  },
+const statusBody = {
+  type: 'object',
+  required: ['status'],
+  properties: { status: { type: 'string' }, generation: { type: ['integer', 'null'] }, reason: { type: 'string' } },
 } as const;
+const statusSchema = { response: { 200: statusBody, 503: statusBody } } as const;
 
 /** Builds the engine's fastify app and the engine behind it. */
 export function buildEngineApp(deps: EngineDeps): { app: FastifyInstance; engine: Engine } {
@@ -251,7 +251,8 @@ export function buildEngineApp(deps: EngineDeps): { app: FastifyInstance; engine
   app.get('/healthz', { schema: statusSchema }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: statusSchema }, async (_request, reply) => {
     const generation = ready.follower.current?.table.generation ?? null;
-    return generation === null ? reply.code(503).send({ status: 'not ready', generation }) : { status: 'ready', generation };
+    const reason = ready.notReadyReason;
+    return reason === null ? { status: 'ready', generation } : reply.code(503).send({ status: 'not ready', generation, reason });
   });
 
   return { app, engine: ready };

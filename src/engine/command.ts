@@ -29,6 +29,7 @@ Flags:
   --long-poll-wait-ms N         wait asked for when long-polling the router's table (default ${d.longPollWaitMs})
   --request-timeout-ms N        timeout of one call to the router or a peer (default ${d.requestTimeoutMs})
   --batch-attempts N            restarts of a batch when the generation changes under it (default ${d.batchAttempts})
+  --max-compute-pairs N         most token-expert pairs in one compute request from a peer (default ${d.maxComputePairs})
   --body-limit-bytes N          largest request body in bytes (default ${d.bodyLimitBytes})
   --shutdown-timeout-ms N       time allowed to drain requests on SIGTERM in ms (default ${d.shutdownTimeoutMs})
   --log-level LEVEL             trace, debug, info, warn, error, fatal or silent (default ${d.logLevel})
@@ -46,6 +47,6 @@ export const engineCommand: Command = {
     collectDefaultMetrics({ register: registry });
 
     const { app } = buildEngineApp({ logger, registry, clock: systemClock, options: config });
-    return serveUntilAborted(app, config, io.signal);
+    return serveUntilAborted(app, { ...config, exitOnDrainTimeout: (code) => process.exit(code) }, io.signal);
   },
 };

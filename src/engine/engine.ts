@@ -13,14 +13,13 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { EngineConfig } from '../config/engine.js';
 import type { TierCounts } from '../router/activation-window.js';
-import { TableNotFoundError } from '../router/errors.js';
+import { GenerationConflictError, InvalidBodyError, NoActiveTableError, TableNotFoundError } from '../router/errors.js';
 import { renderValue } from '../router/http.js';
 import { parseRoutingTable } from '../routing/validate.js';
 import type { RoutingTable } from '../routing/types.js';
 import type { InstalledTable } from '../router/table-store.js';
-import { NoActiveTableError } from '../router/errors.js';
 import { groupByNode, type NodeDispatch } from './dispatch.js';
-import { EngineRangeError, GenerationMovedError, UpstreamError } from './errors.js';
+import { EngineRangeError, GenerationMovedError, InstanceInUseError, UpstreamError } from './errors.js';
 import { GpuQueues } from './gpu-queue.js';
 import { InstanceManager, instancesOnGpus, type InstanceKey } from './instances.js';
 import type { EngineMetrics } from './metrics.js';
@@ -30,6 +29,18 @@ import { decodeComputeRequest, decodeComputeResponse, encodeComputeRequest, enco
 
 /** Bytes per hidden-state element (bf16). */
 export const BYTES_PER_ELEMENT = 2;
+
+/**
+ * Longest wait of a compute request for this engine's follower to reach the peer's newer
+ * generation. The follower long-polls, so it normally hears of a new table within milliseconds.
+ */
+const FOLLOWER_CATCH_UP_MS = 2_000;
+
+/**
+ * Most tokens per POST /v1/route/batch call, a quarter of the router's default --route-max-tokens,
+ * so a large batch becomes several calls that each stay under the router's default limits.
+ */
+export const ROUTE_CALL_MAX_TOKENS = 4_096;
 
 export interface GenerateRequest {
   readonly requestId: string;
@@ -93,6 +104,8 @@ export class Engine {
   private batchesCompleted = 0;
   private batchesFailed = 0;
   private unloadedPairCount = 0;
+  /** Whether the instances of a table of this engine's topology were marked loaded at start. */
+  private preloaded = false;
 
   constructor(private readonly options: EngineOptions) {
     const { config } = options;
@@ -117,7 +130,7 @@ export class Engine {
       requestTimeoutMs: config.requestTimeoutMs,
       log: options.log,
       now: options.now,
-      onTable: (installed, previous) => this.onTable(installed, previous),
+      onTable: (installed) => this.onTable(installed),
     });
   }
 
@@ -134,13 +147,24 @@ export class Engine {
     await this.follower.stop();
   }
 
+  /**
+   * Why the engine cannot serve batches, or null when it can: it has no table yet, or the followed
+   * table has another topology than the engine runs.
+   */
+  get notReadyReason(): string | null {
+    const current = this.follower.current;
+    if (current === null) return 'no routing table yet; its router has none active';
+    return this.topologyMismatch(current.table);
+  }
+
   /** Runs a batch through every layer; see the module header for generations and restarts. */
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     const started = this.options.monotonicNow();
-    const homes = request.tokens.map(() => this.nextHomeGpu());
     const attempts = this.options.config.batchAttempts;
     let attempt = 0;
     try {
+      checkSelections(request);
+      const homes = request.tokens.map(() => this.nextHomeGpu());
       for (;;) {
         attempt += 1;
         const installed = this.follower.current;
@@ -171,10 +195,14 @@ export class Engine {
     }
   }
 
-  /** Serves a peer's compute request: charges the pairs on this node's GPUs and returns the output. */
+  /**
+   * Serves a peer's compute request: charges the pairs on this node's GPUs and returns the output.
+   * The request's generation must be this engine's active or its router's pending one (409
+   * otherwise), and its layer and experts must exist in that table.
+   */
   async compute(body: Buffer): Promise<Buffer> {
-    const request = decodeComputeRequest(body);
     const { config } = this.options;
+    const request = decodeComputeRequest(body, config.maxComputePairs);
     if (request.sourceNode >= config.nodes || request.sourceNode === config.node) {
       throw new EngineRangeError(`compute request names source node ${request.sourceNode}, not a peer of node ${config.node}`);
     }
@@ -183,11 +211,22 @@ export class Engine {
         `compute request carries ${request.hiddenBytes}-byte hidden states, but this engine uses ${this.hiddenBytes} (hidden size ${config.hiddenSize} x ${BYTES_PER_ELEMENT})`,
       );
     }
-    for (const pair of request.pairs) {
+    const table = await this.tableForCompute(request.generation);
+    if (request.layer >= table.layers.length) {
+      throw new EngineRangeError(
+        `compute request names layer ${request.layer}, but generation ${table.generation} has ${table.layers.length} layers`,
+      );
+    }
+    request.pairs.forEach((pair, index) => {
       if (!this.queues.has(pair.gpu)) {
         throw new EngineRangeError(`compute request sends a pair to GPU ${pair.gpu}, which is not on node ${config.node}`);
       }
-    }
+      if (pair.expert >= table.experts) {
+        throw new EngineRangeError(
+          `compute request pair ${index} names expert ${pair.expert}, but generation ${table.generation} has ${table.experts} experts`,
+        );
+      }
+    });
     await this.computeLocally(request.layer, request.pairs);
     const output = Buffer.from(request.payload);
     const bytes = request.tokens * request.hiddenBytes;
@@ -217,15 +256,32 @@ export class Engine {
     return { queued, present };
   }
 
-  /** Drops the listed instances, or, without a list, every instance table `generation` does not need. */
+  /**
+   * Drops the listed instances, or, without a list, every instance that neither table `generation`
+   * nor the active or pending table uses. Throws InstanceInUseError, dropping nothing, when a listed
+   * instance is used by the active table or by the router's pending table.
+   */
   async drop(generation: number | undefined, specs: readonly InstanceSpec[] | undefined): Promise<number> {
     let dropped: number;
     if (specs !== undefined) {
       const table = generation === undefined ? this.follower.current?.table : await this.tableOf(generation);
       if (table === undefined) throw new NoActiveTableError('the engine has no routing table yet to check instances against');
-      dropped = this.instances.drop(this.expandSpecs(table, specs));
+      const requested = this.expandSpecs(table, specs);
+      const inUse = await this.tablesInUse();
+      for (const instance of requested) {
+        const user = inUse.find((entry) => entry.keys.has(instanceKey(instance)));
+        if (user !== undefined) {
+          throw new InstanceInUseError(
+            `instance (layer ${instance.layer}, GPU ${instance.gpu}, expert ${instance.expert}) is used by the ${user.role} table, ` +
+              `generation ${user.table.generation}; drop it once no active or pending table uses it`,
+          );
+        }
+      }
+      dropped = this.instances.drop(requested);
     } else if (generation !== undefined) {
-      dropped = this.instances.dropAllExcept(instancesOnGpus(await this.tableOf(generation), this.gpus));
+      const keep = instancesOnGpus(await this.tableOf(generation), this.gpus);
+      for (const entry of await this.tablesInUse()) keep.push(...instancesOnGpus(entry.table, this.gpus));
+      dropped = this.instances.dropAllExcept(keep);
     } else {
       throw new EngineRangeError('a drop request needs instances, a generation, or both');
     }
@@ -304,28 +360,31 @@ export class Engine {
       .map((sourceGpu) => ({ sourceGpu, tokens: experts.flatMap((_, t) => (homes[t] === sourceGpu ? [t] : [])) }))
       .filter((group) => group.tokens.length > 0);
     const generation = installed.table.generation;
-    const response = await this.callRouter('/v1/route/batch', {
-      generation,
-      requests: groups.map((group) => ({ sourceGpu: group.sourceGpu, layer, tokens: group.tokens.map((t) => experts[t]) })),
-    });
-    if (response.status === 409) {
-      const body = (await response.json()) as { error?: { activeGeneration?: number | null } };
-      throw new GenerationMovedError(
-        `the router moved from generation ${generation} to ${renderValue(body.error?.activeGeneration)} during the batch`,
-        body.error?.activeGeneration ?? null,
-      );
-    }
-    if (response.status !== 200) {
-      throw new UpstreamError(`router responded with ${response.status} to POST /v1/route/batch: ${(await response.text()).slice(0, 300)}`);
-    }
-    const body = (await response.json()) as { results: { gpus: number[][] }[] };
     const gpus: number[][] = new Array(experts.length);
-    groups.forEach((group, index) => {
-      const result = body.results[index]?.gpus ?? [];
-      group.tokens.forEach((t, row) => {
-        gpus[t] = result[row] ?? [];
+    // Calls go one after another, so the router's round-robin sees the pairs in batch order.
+    for (const call of splitRouteCalls(groups, ROUTE_CALL_MAX_TOKENS)) {
+      const response = await this.callRouter('/v1/route/batch', {
+        generation,
+        requests: call.map((group) => ({ sourceGpu: group.sourceGpu, layer, tokens: group.tokens.map((t) => experts[t]) })),
       });
-    });
+      if (response.status === 409) {
+        const body = (await response.json()) as { error?: { activeGeneration?: number | null } };
+        throw new GenerationMovedError(
+          `the router moved from generation ${generation} to ${renderValue(body.error?.activeGeneration)} during the batch`,
+          body.error?.activeGeneration ?? null,
+        );
+      }
+      if (response.status !== 200) {
+        throw new UpstreamError(`router responded with ${response.status} to POST /v1/route/batch: ${(await response.text()).slice(0, 300)}`);
+      }
+      const body = (await response.json()) as { results: { gpus: number[][] }[] };
+      call.forEach((group, index) => {
+        const result = body.results[index]?.gpus ?? [];
+        group.tokens.forEach((t, row) => {
+          gpus[t] = result[row] ?? [];
+        });
+      });
+    }
     return gpus;
   }
 
@@ -381,6 +440,15 @@ export class Engine {
       throw new UpstreamError(`peer engine of node ${dispatch.node} at ${url} failed: ${messageOf(error)}`, { cause: error });
     }
     const responseBody = Buffer.from(await response.arrayBuffer());
+    if (response.status === 409) {
+      const answer = parseErrorBody(responseBody);
+      if (answer?.code === 'GENERATION_CONFLICT') {
+        throw new GenerationMovedError(
+          `peer engine of node ${dispatch.node} does not serve generation ${installed.table.generation}: ${answer.message}`,
+          answer.activeGeneration ?? null,
+        );
+      }
+    }
     if (response.status !== 200) {
       throw new UpstreamError(
         `peer engine of node ${dispatch.node} responded with ${response.status}: ${responseBody.toString('utf8', 0, 300)}`,
@@ -424,6 +492,67 @@ export class Engine {
     } catch (error) {
       throw new UpstreamError(`router at ${routerUrl} failed on ${path}: ${messageOf(error)}`, { cause: error });
     }
+  }
+
+  /**
+   * Returns the tables whose instances must stay: the followed (active) one and the router's pending
+   * one. Throws UpstreamError when the router cannot say what is pending, so nothing is dropped blind.
+   */
+  private async tablesInUse(): Promise<{ role: 'active' | 'pending'; table: RoutingTable; keys: Set<string> }[]> {
+    const tables: { role: 'active' | 'pending'; table: RoutingTable }[] = [];
+    const active = this.follower.current?.table;
+    if (active !== undefined) tables.push({ role: 'active', table: active });
+    const pending = await this.pendingTable();
+    if (pending !== null) tables.push({ role: 'pending', table: pending });
+    return tables.map((entry) => ({ ...entry, keys: new Set(instancesOnGpus(entry.table, this.gpus).map(instanceKey)) }));
+  }
+
+  /** Fetches the router's pending table, or null when none is pending. */
+  private async pendingTable(): Promise<RoutingTable | null> {
+    const { routerUrl, requestTimeoutMs } = this.options.config;
+    let response: Response;
+    try {
+      response = await fetch(`${routerUrl}/v1/routing-table/pending`, { signal: AbortSignal.timeout(requestTimeoutMs) });
+    } catch (error) {
+      throw new UpstreamError(`router at ${routerUrl} failed on /v1/routing-table/pending: ${messageOf(error)}`, { cause: error });
+    }
+    if (response.status === 404) {
+      await response.arrayBuffer();
+      return null;
+    }
+    if (response.status !== 200) {
+      throw new UpstreamError(
+        `router at ${routerUrl} responded with ${response.status} to GET /v1/routing-table/pending: ${(await response.text()).slice(0, 300)}`,
+      );
+    }
+    return parseRoutingTable(await response.json());
+  }
+
+  /**
+   * Returns the table a peer's compute request names: this engine's active one, or, for a newer
+   * generation, the router's pending one or the active one once the follower has caught up.
+   * Throws GenerationConflictError otherwise.
+   */
+  private async tableForCompute(generation: number): Promise<RoutingTable> {
+    const current = this.follower.current;
+    if (current !== null && current.table.generation === generation) return current.table;
+    const known = this.knownTables.get(generation);
+    if (known !== undefined) return known;
+
+    if (current === null || generation > current.table.generation) {
+      try {
+        return await this.tableOf(generation);
+      } catch (error) {
+        if (!(error instanceof TableNotFoundError)) throw error;
+      }
+      const reached = await this.follower.waitForGeneration(generation, FOLLOWER_CATCH_UP_MS);
+      if (reached !== null && reached.table.generation === generation) return reached.table;
+    }
+    throw new GenerationConflictError(
+      `compute request is for generation ${generation}, which is neither this engine's active generation ` +
+        `(${this.generation}) nor pending at its router; restart the batch with the active generation`,
+      this.follower.current?.table.generation ?? null,
+    );
   }
 
   /** Returns the table of `generation`: the followed one, or the router's pending one. */
@@ -472,13 +601,18 @@ export class Engine {
     });
   }
 
-  private checkTokens(table: RoutingTable, request: GenerateRequest): void {
+  /** Describes how `table`'s topology differs from the engine's, or returns null when it does not. */
+  private topologyMismatch(table: RoutingTable): string | null {
     const { config } = this.options;
     const { nodes, gpusPerNode } = table.topology;
-    if (nodes !== config.nodes || gpusPerNode !== config.gpusPerNode) {
-      throw new EngineRangeError(
-        `routing table generation ${table.generation} is for ${nodes}x${gpusPerNode} GPUs, but this engine runs in ${config.nodes}x${config.gpusPerNode}`,
-      );
+    if (nodes === config.nodes && gpusPerNode === config.gpusPerNode) return null;
+    return `routing table generation ${table.generation} is for ${nodes}x${gpusPerNode} GPUs, but this engine runs in ${config.nodes}x${config.gpusPerNode}`;
+  }
+
+  private checkTokens(table: RoutingTable, request: GenerateRequest): void {
+    const mismatch = this.topologyMismatch(table);
+    if (mismatch !== null) {
+      throw new EngineRangeError(mismatch);
     }
     const layers = table.layers.length;
     request.tokens.forEach((token, t) => {
@@ -503,11 +637,27 @@ export class Engine {
     return gpu;
   }
 
-  private onTable(installed: InstalledTable, previous: InstalledTable | null): void {
-    const required = instancesOnGpus(installed.table, this.gpus);
-    if (previous === null) {
+  /** Called once per new generation the follower sees. */
+  private onTable(installed: InstalledTable): void {
+    const { table } = installed;
+    const mismatch = this.topologyMismatch(table);
+    if (mismatch !== null) {
+      const { config } = this.options;
+      this.options.log.warn(
+        {
+          generation: table.generation,
+          tableTopology: `${table.topology.nodes}x${table.topology.gpusPerNode}`,
+          engineTopology: `${config.nodes}x${config.gpusPerNode}`,
+        },
+        'routing table has another topology than this engine; not ready until a matching table is active',
+      );
+      return;
+    }
+    const required = instancesOnGpus(table, this.gpus);
+    if (!this.preloaded) {
+      this.preloaded = true;
       this.instances.preload(required);
-      this.options.log.info({ generation: installed.table.generation, instances: required.length }, 'expert instances of the first table loaded at start');
+      this.options.log.info({ generation: table.generation, instances: required.length }, 'expert instances of the first table loaded at start');
       return;
     }
     const missing = this.instances.missing(required);
@@ -518,6 +668,78 @@ export class Engine {
       );
       this.instances.load(missing);
     }
+  }
+}
+
+/**
+ * Checks every token's top-k lists before any work: none empty, all as long as the batch's first
+ * list, and no expert listed twice in one list. Throws InvalidBodyError naming the token and layer.
+ */
+function checkSelections(request: GenerateRequest): void {
+  const firstToken = request.tokens.findIndex((token) => token.layers.length > 0);
+  const first = request.tokens[firstToken]?.layers[0];
+  request.tokens.forEach((token, t) => {
+    token.layers.forEach((list, layer) => {
+      const path = `tokens[${t}].layers[${layer}]`;
+      if (list.length === 0) {
+        throw new InvalidBodyError(`${path} is empty; list the token's top-k expert ids for every layer`);
+      }
+      if (first !== undefined && list.length !== first.length) {
+        throw new InvalidBodyError(
+          `${path} lists ${list.length} expert ids, but tokens[${firstToken}].layers[0] lists ${first.length}; ` +
+            'every top-k list of a batch must have the same length',
+        );
+      }
+      const seen = new Set<number>();
+      for (const expert of list) {
+        if (seen.has(expert)) {
+          throw new InvalidBodyError(`${path} lists expert ${expert} twice; a token's top-k expert ids must be distinct`);
+        }
+        seen.add(expert);
+      }
+    });
+  });
+}
+
+/**
+ * Splits the per-source-GPU token groups of one layer into router calls of at most `maxTokens`
+ * tokens each, keeping group and token order. A group larger than that spans several calls.
+ */
+export function splitRouteCalls(
+  groups: readonly { readonly sourceGpu: number; readonly tokens: readonly number[] }[],
+  maxTokens: number,
+): { sourceGpu: number; tokens: readonly number[] }[][] {
+  const calls: { sourceGpu: number; tokens: readonly number[] }[][] = [];
+  let call: { sourceGpu: number; tokens: readonly number[] }[] = [];
+  let size = 0;
+  for (const group of groups) {
+    for (let start = 0; start < group.tokens.length; ) {
+      if (size === maxTokens) {
+        calls.push(call);
+        call = [];
+        size = 0;
+      }
+      const end = Math.min(group.tokens.length, start + maxTokens - size);
+      call.push({ sourceGpu: group.sourceGpu, tokens: group.tokens.slice(start, end) });
+      size += end - start;
+      start = end;
+    }
+  }
+  if (call.length > 0) calls.push(call);
+  return calls;
+}
+
+function instanceKey(instance: InstanceKey): string {
+  return `${instance.layer}/${instance.gpu}/${instance.expert}`;
+}
+
+/** Reads the `error` object of a service's JSON error body, or returns null when it has none. */
+function parseErrorBody(body: Buffer): { code?: string; message?: string; activeGeneration?: number | null } | null {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { error?: { code?: string; message?: string; activeGeneration?: number | null } };
+    return parsed.error ?? null;
+  } catch {
+    return null;
   }
 }
 

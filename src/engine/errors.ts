@@ -31,3 +31,15 @@ export class EngineRangeError extends HttpError {
   readonly code = 'OUT_OF_RANGE';
   readonly statusCode = 400;
 }
+
+/** A drop request names an instance that the active or the pending routing table still uses. */
+export class InstanceInUseError extends HttpError {
+  readonly code = 'INSTANCE_IN_USE';
+  readonly statusCode = 409;
+}
+
+/** A compute request carries more token-expert pairs than --max-compute-pairs. */
+export class TooManyPairsError extends HttpError {
+  readonly code = 'TOO_MANY_PAIRS';
+  readonly statusCode = 400;
+}

@@ -15,7 +15,7 @@
  * Response: "GMR1", u32 tokens, u32 hiddenBytes, then tokens x hiddenBytes of combined expert
  * output, one row per token of the request, so the response carries as many payload bytes as the request.
  */
-import { WireFormatError } from './errors.js';
+import { TooManyPairsError, WireFormatError } from './errors.js';
 
 const REQUEST_MAGIC = 0x31434d47; // "GMC1" read as little-endian u32
 const RESPONSE_MAGIC = 0x31524d47; // "GMR1"
@@ -66,8 +66,11 @@ export function encodeComputeRequest(request: ComputeRequest): Buffer {
   return buffer;
 }
 
-/** Decodes a compute request; throws WireFormatError naming what is wrong. */
-export function decodeComputeRequest(buffer: Buffer): ComputeRequest {
+/**
+ * Decodes a compute request; throws WireFormatError naming what is wrong, and TooManyPairsError,
+ * before any pair is read, when the header announces more than `maxPairs` pairs.
+ */
+export function decodeComputeRequest(buffer: Buffer, maxPairs = Number.POSITIVE_INFINITY): ComputeRequest {
   if (buffer.length < REQUEST_HEADER_BYTES) {
     throw new WireFormatError(`compute request has ${buffer.length} bytes, fewer than the ${REQUEST_HEADER_BYTES}-byte header`);
   }
@@ -77,6 +80,11 @@ export function decodeComputeRequest(buffer: Buffer): ComputeRequest {
   const tokens = buffer.readUInt32LE(16);
   const hiddenBytes = buffer.readUInt32LE(20);
   const pairCount = buffer.readUInt32LE(24);
+  if (pairCount > maxPairs) {
+    throw new TooManyPairsError(
+      `compute request carries ${pairCount} token-expert pairs, more than the ${maxPairs} this engine accepts in one request (--max-compute-pairs)`,
+    );
+  }
   const payloadStart = REQUEST_HEADER_BYTES + pairCount * PAIR_BYTES;
   const expected = payloadStart + tokens * hiddenBytes;
   if (buffer.length !== expected) {

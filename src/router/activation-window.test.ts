@@ -1,17 +1,20 @@
 import { describe, expect, test } from 'vitest';
+import type { StatsShape } from '../stats/activation.js';
 import { ActivationWindow } from './activation-window.js';
 
 const shape = { experts: 4, layers: 1, topK: 2 };
 
 function windowWith(options: { bucketMs?: number; retainedBuckets?: number } = {}) {
   const clock = { t: 0 };
+  const changes: { previous: StatsShape; next: StatsShape }[] = [];
   const window = new ActivationWindow({
     now: () => clock.t,
     bucketMs: options.bucketMs ?? 1_000,
     retainedBuckets: options.retainedBuckets ?? 10,
     sampleCapacity: 16,
+    onShapeChange: (previous, next) => changes.push({ previous, next }),
   });
-  return { clock, window };
+  return { clock, window, changes };
 }
 
 describe('ActivationWindow', () => {
@@ -71,10 +74,34 @@ describe('ActivationWindow', () => {
     expect(first.stats).toBeNull();
   });
 
-  test('rejects a report of another top-k', () => {
-    const { window } = windowWith();
-    window.addTokens(shape, [0, 1], 1);
+  test('starts a new window for a report of another top-k', () => {
+    const { clock, window, changes } = windowWith();
+    window.addTokens({ ...shape, topK: 1 }, [0], 1);
+    window.addTiers({ gpu: 1, node: 0, remote: 0 });
+    clock.t = 100;
+    window.read(0);
+    clock.t = 200;
 
-    expect(() => window.addTokens({ ...shape, topK: 3 }, [0, 1, 2], 1)).toThrow('activation report has topK 3');
+    window.addTokens(shape, [0, 1, 2, 3], 2);
+    clock.t = 300;
+    const reading = window.read(0);
+
+    expect(changes).toEqual([{ previous: { experts: 4, layers: 1, topK: 1 }, next: shape }]);
+    expect(window.shape).toEqual(shape);
+    expect(reading.stats?.topK).toBe(2);
+    expect(reading.stats?.tokens).toBe(2);
+    expect(reading.dispatch).toEqual({ gpu: 0, node: 0, remote: 0 });
+    expect(reading.complete).toBe(false);
+    expect(reading.window).toEqual({ startMs: 200, endMs: 300 });
+  });
+
+  test('keeps counting into one window while the shape stays', () => {
+    const { window, changes } = windowWith();
+    window.addTokens(shape, [0, 1], 1);
+    window.addTokens(shape, [2, 3], 1);
+
+    expect(changes).toEqual([]);
+    expect(window.read().stats?.tokens).toBe(2);
+    expect(window.read().complete).toBe(true);
   });
 });

@@ -13,10 +13,12 @@
  * Only the newest `retainedBuckets` sealed buckets are kept. When a read asks for time that has
  * been dropped, its answer says `complete: false` and its window starts later than `since`.
  *
- * The statistics shape is fixed by the first report: experts and layers from the routing table,
- * top-k from the report. Later reports of another shape are rejected.
+ * The statistics shape is set by the first report: experts and layers from the routing table,
+ * top-k from the report. A report of another shape starts a new window with its own shape: every
+ * retained bucket is dropped, dispatch counts included, as if retention had dropped them, so reads
+ * that reach back before that moment say `complete: false`. Rejecting such reports instead would let
+ * one malformed report fix the shape until a restart.
  */
-import { StatsFormatError } from '../errors.js';
 import { emptyStats, mergeStats, StatsAccumulator, type StatsShape } from '../stats/activation.js';
 import type { ActivationStats } from '../stats/types.js';
 
@@ -34,6 +36,8 @@ export interface ActivationWindowOptions {
   readonly bucketMs: number;
   readonly retainedBuckets: number;
   readonly sampleCapacity: number;
+  /** Called when a report of another shape starts a new window, before the report is counted. */
+  readonly onShapeChange?: (previous: StatsShape, next: StatsShape) => void;
 }
 
 /** Result of a read. `stats` is null until a report has fixed the shape. */
@@ -161,20 +165,20 @@ export class ActivationWindow {
     };
   }
 
+  /** Sets the shape on the first report and starts a new window when a report has another one. */
   private requireShape(shape: StatsShape): void {
-    const fixed = this.fixedShape;
-    if (fixed === null) {
-      this.fixedShape = { experts: shape.experts, layers: shape.layers, topK: shape.topK };
+    const next = { experts: shape.experts, layers: shape.layers, topK: shape.topK };
+    const previous = this.fixedShape;
+    this.fixedShape = next;
+    if (previous === null || (previous.experts === next.experts && previous.layers === next.layers && previous.topK === next.topK)) {
       return;
     }
-    for (const field of ['experts', 'layers', 'topK'] as const) {
-      if (fixed[field] !== shape[field]) {
-        throw new StatsFormatError(
-          `activation report has ${field} ${shape[field]}, but this router counts ${field} ${fixed[field]} ` +
-            `(${fixed.layers} layers x ${fixed.experts} experts, top-${fixed.topK}); report the same shape`,
-        );
-      }
-    }
+    const now = this.options.now();
+    this.sealed.length = 0;
+    this.open = { startMs: now, accumulator: null, reported: null, tiers: zeroTiers() };
+    this.retainedFromMs = now;
+    this.droppedAny = true;
+    this.options.onShapeChange?.(previous, next);
   }
 
   private sealIfOld(): void {

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -71,6 +71,19 @@ async function routeOnce(app: FastifyInstance): Promise<{ generation: number; gp
   return response.json();
 }
 
+/** A contiguous placement plan of smallTable's shape (2 x 2 GPUs, 4 experts, one layer) as JSON. */
+function planDocument(generation: number): Record<string, unknown> {
+  const plan = contiguousPlan([new Float64Array(4)], { nodes: 2, gpusPerNode: 2, slotsPerGpu: 3 }, { topK: 2, generation });
+  return JSON.parse(JSON.stringify(planToJson(plan))) as Record<string, unknown>;
+}
+
+/** A pino logger that keeps every line it writes, parsed. */
+function capturingLogger(): { logger: FastifyBaseLogger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
 /** Returns smallTable(2) as raw JSON text with the weight 3 replaced by `weightJson`. */
 function tableWithWeight(weightJson: string): string {
   const text = JSON.stringify(smallTable(2));
@@ -106,6 +119,10 @@ describe('PUT /v1/routing-table', () => {
     ['malformed JSON', '{"apiVersion": ', 400, 'MALFORMED_JSON', 'not valid JSON'],
     ['stale generation', JSON.stringify(smallTable(1)), 409, 'GENERATION_CONFLICT', 'not newer than the active generation 1'],
     ['older generation', JSON.stringify(smallTable(0)), 409, 'GENERATION_CONFLICT', 'generation 0'],
+    ['generation 2^32', JSON.stringify(smallTable(2 ** 32)), 400, 'PLAN_INVALID', 'generation: must be an integer in [0, 4294967295] (the engine wire format stores it as u32), got 4294967296'],
+    ['generation 2^53', JSON.stringify(smallTable(2 ** 53)), 400, 'PLAN_INVALID', 'generation: must be an integer in [0, 4294967295] (the engine wire format stores it as u32), got 9007199254740992'],
+    ['plan with an unknown field', JSON.stringify({ ...planDocument(2), extra: 1 }), 400, 'PLAN_INVALID', 'extra: is not a known field'],
+    ['plan with a stale generation', JSON.stringify(planDocument(1)), 409, 'GENERATION_CONFLICT', 'generation 1 is not newer'],
   ] as const;
 
   test.each(badTables)('rejects %s and keeps the active table', async (_name, payload, status, code, fragment) => {
@@ -252,6 +269,8 @@ describe('POST /v1/route', () => {
     ['expert out of range', { sourceGpu: 0, layer: 0, tokens: [[0], [1, 4]] }, 'OUT_OF_RANGE', 'tokens[1][1]'],
     ['expert as text', { sourceGpu: 0, layer: 0, tokens: [['1']] }, 'BODY_INVALID', 'body/tokens/0/0 must be integer'],
     ['missing layer', { sourceGpu: 0, tokens: [[0]] }, 'BODY_INVALID', "must have required property 'layer'"],
+    ['a repeated expert', { sourceGpu: 0, layer: 0, tokens: [[0, 1], [3, 2, 3]] }, 'BODY_INVALID', 'tokens[1] lists expert 3 twice'],
+    ['more ids than experts', { sourceGpu: 0, layer: 0, tokens: [[0, 1, 2, 3, 0]] }, 'OUT_OF_RANGE', 'tokens[0] lists 5 expert ids, more than the 4 experts of generation 1'],
   ] as const;
 
   test.each(badRoutes)('rejects %s and leaves the rotation unchanged', async (_name, payload, code, fragment) => {
@@ -440,6 +459,8 @@ describe('activations and stats', () => {
     ['an expert out of range', { tokens: [[[0, 9]]] }, 'tokens[0][0][1] must be an expert id in [0, 4), got 9'],
     ['a repeated expert', { tokens: [[[2, 2]]] }, 'lists expert 2 twice'],
     ['counts of another shape', { counts: statsToJson(new StatsAccumulator({ experts: 5, layers: 1, topK: 2 }).snapshot()) }, 'counts has 1 layers x 5 experts'],
+    ['top-k lists of two lengths', { tokens: [[[0, 1]], [[2]]] }, 'tokens[1][0] must list 2 expert ids, as many as tokens[0][0] (top-k), got 1'],
+    ['tokens and counts of two top-k', { tokens: [[[0, 1]]], counts: statsToJson(new StatsAccumulator({ experts: 4, layers: 1, topK: 1 }).snapshot()) }, 'tokens list top-2 selections, but counts has topK 1'],
   ] as const;
 
   test.each(badReports)('rejects %s and counts nothing', async (_name, payload, fragment) => {
@@ -541,5 +562,265 @@ describe('table and state files', () => {
     await writeFile(stateFile, JSON.stringify(smallTable(6)));
 
     expect((await loadStartupTable({ tableFile, stateFile }, silent))?.generation).toBe(6);
+  });
+});
+
+describe('PUT /v1/routing-table with a placement plan', () => {
+  test('converts the plan and serves it as a routing table', async () => {
+    const { app } = harness({}, smallTable(1));
+    const response = await putTable(app, planDocument(2));
+
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({ generation: 2, phase: 'active' });
+    const table = (await app.inject({ method: 'GET', url: '/v1/routing-table' })).json() as RoutingTable;
+    expect(table.kind).toBe('RoutingTable');
+    expect(table.layers[0]!.map((instances) => instances.map((instance) => instance.gpu))).toEqual([[0], [1], [2], [3]]);
+  });
+
+  test('accepts two instances of one expert on one GPU as EPLB plans have them', async () => {
+    const { app } = harness();
+    const document = planDocument(3);
+    document.layers = [{ slots: [[0, 0], [1], [2], [3]], weights: [[1, 1], [1], [1], [1]] }];
+
+    const response = await putTable(app, document, 'pending');
+
+    expect(response.statusCode).toBe(200);
+    const pending = (await app.inject({ method: 'GET', url: '/v1/routing-table/pending' })).json() as RoutingTable;
+    expect(pending.layers[0]![0]).toEqual([{ gpu: 0, node: 0, weight: 2 }]);
+  });
+});
+
+describe('deployment shape', () => {
+  const deployment = { topology: { nodes: 2, gpusPerNode: 2 }, layers: 1, experts: 4 };
+
+  /** smallTable with its GPUs renumbered onto `nodes` x `gpusPerNode`. */
+  function reshaped(nodes: number, gpusPerNode: number, generation: number): RoutingTable {
+    const table = smallTable(generation);
+    const layers = table.layers.map((layer) =>
+      layer.map((instances) => instances.map((instance) => ({ ...instance, node: Math.floor(instance.gpu / gpusPerNode) }))),
+    );
+    return { ...table, topology: { ...table.topology, nodes, gpusPerNode }, layers };
+  }
+
+  const mismatches = [
+    ['another topology', { ...deployment }, reshaped(1, 4, 2), 'routing table generation 2 has topology 1x4, but this router serves 2x2 (--topology); push a table for 2x2'],
+    ['another layer count', { ...deployment }, smallTable(2, 3), 'routing table generation 2 has 3 layers, but this router serves 1 (--layers)'],
+    ['another expert count', { ...deployment, experts: 8 }, smallTable(2), 'routing table generation 2 has 4 experts, but this router serves 8 (--experts)'],
+  ] as const;
+
+  test.each(mismatches)('rejects a table of %s with 409', async (_name, shape, table, message) => {
+    const { app } = harness({ deployment: shape }, smallTable(1));
+
+    for (const phase of ['active', 'pending']) {
+      const response = await putTable(app, table, phase);
+
+      expect(response.statusCode).toBe(409);
+      expect(response.json().error).toEqual({ code: 'TABLE_SHAPE_MISMATCH', message });
+    }
+    expect(await activeGeneration(app)).toBe(1);
+    expect((await app.inject({ method: 'GET', url: '/v1/routing-table/pending' })).statusCode).toBe(404);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('grace_moe_router_tables_rejected_total{reason="shape_mismatch"} 2');
+  });
+
+  test('accepts a table of the configured shape', async () => {
+    const { app } = harness({ deployment }, smallTable(1));
+
+    expect((await putTable(app, smallTable(2))).statusCode).toBe(200);
+  });
+});
+
+describe('route request limits', () => {
+  test('rejects a /v1/route body above the route limit with 413', async () => {
+    const { app } = harness({ routeBodyLimitBytes: 1024 }, smallTable(1));
+    const tokens = Array.from({ length: 200 }, () => [0, 1, 2, 3]);
+
+    for (const [url, payload] of [
+      ['/v1/route', { sourceGpu: 0, layer: 0, tokens }],
+      ['/v1/route/batch', { requests: [{ sourceGpu: 0, layer: 0, tokens }] }],
+    ] as const) {
+      const response = await app.inject({ method: 'POST', url, payload });
+
+      expect(response.statusCode).toBe(413);
+      expect(response.json().error).toEqual({
+        code: 'BODY_TOO_LARGE',
+        message: 'request body is larger than the limit of this route, 1024 bytes; send smaller requests',
+      });
+    }
+    expect((await putTable(app, smallTable(2, 20))).statusCode).toBe(200);
+  });
+
+  test('rejects more token lists than --route-max-tokens with 400', async () => {
+    const { app } = harness({ routeMaxTokens: 3 }, smallTable(1));
+    const single = await app.inject({ method: 'POST', url: '/v1/route', payload: { sourceGpu: 0, layer: 0, tokens: [[0], [1], [2], [3]] } });
+    const batch = await app.inject({
+      method: 'POST',
+      url: '/v1/route/batch',
+      payload: { requests: [{ sourceGpu: 0, layer: 0, tokens: [[0], [1]] }, { sourceGpu: 1, layer: 0, tokens: [[2], [3]] }] },
+    });
+    const atLimit = await app.inject({ method: 'POST', url: '/v1/route', payload: { sourceGpu: 0, layer: 0, tokens: [[0], [1], [2]] } });
+
+    expect(single.statusCode).toBe(400);
+    expect(single.json().error.code).toBe('TOO_MANY_TOKENS');
+    expect(single.json().error.message).toContain('the request carries 4 token lists, more than the 3 this router accepts');
+    expect(batch.statusCode).toBe(400);
+    expect(batch.json().error.code).toBe('TOO_MANY_TOKENS');
+    expect(atLimit.statusCode).toBe(200);
+  });
+
+  test('answers 415 to a text/plain body', async () => {
+    const { app } = harness({}, smallTable(1));
+    const response = await app.inject({
+      method: 'POST',
+      url: '/v1/route',
+      headers: { 'content-type': 'text/plain' },
+      payload: JSON.stringify({ sourceGpu: 0, layer: 0, tokens: [[0]] }),
+    });
+
+    expect(response.statusCode).toBe(415);
+    expect(response.json().error).toEqual({ code: 'UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type "text/plain" for POST /v1/route' });
+  });
+
+  test('names the batch entry of a repeated expert', async () => {
+    const { app } = harness({}, smallTable(1));
+    const response = await app.inject({
+      method: 'POST',
+      url: '/v1/route/batch',
+      payload: { requests: [{ sourceGpu: 0, layer: 0, tokens: [[0, 1]] }, { sourceGpu: 1, layer: 0, tokens: [[2, 2]] }] },
+    });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json().error).toEqual({ code: 'BODY_INVALID', message: "requests[1].tokens[0] lists expert 2 twice; a token's expert ids must be distinct" });
+  });
+});
+
+describe('activation report shapes', () => {
+  test('starts a new window when the top-k changes instead of rejecting every later report', async () => {
+    const { logger, lines } = capturingLogger();
+    const app = buildRouterApp({ logger, registry: new Registry(), clock: { now: () => 1_000 }, options: routerConfigWith(), loadInitialTable: async () => smallTable(1) });
+    apps.push(app);
+
+    const topOne = await app.inject({ method: 'POST', url: '/v1/activations', payload: { tokens: [[[3]]] } });
+    const topTwo = await app.inject({ method: 'POST', url: '/v1/activations', payload: { tokens: [[[0, 1]], [[0, 2]]] } });
+    const again = await app.inject({ method: 'POST', url: '/v1/activations', payload: { tokens: [[[1, 2]]] } });
+
+    expect([topOne.statusCode, topTwo.statusCode, again.statusCode]).toEqual([200, 200, 200]);
+    const stats = (await app.inject({ method: 'GET', url: '/v1/stats' })).json();
+    expect(stats.topK).toBe(2);
+    expect(stats.tokens).toBe(3);
+    expect(stats.perLayer[0].loads).toEqual([2, 2, 2, 0]);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('grace_moe_router_stats_shape_resets_total 1');
+    const warnings = lines.filter((line) => line.msg === 'activation report has another shape; statistics window started anew');
+    expect(warnings).toEqual([
+      expect.objectContaining({ level: 40, previous: { experts: 4, layers: 1, topK: 1 }, next: { experts: 4, layers: 1, topK: 2 } }),
+    ]);
+  });
+
+  test('starts a new window when a table with another layer count is active', async () => {
+    const { app } = harness({}, smallTable(1));
+    await app.inject({ method: 'POST', url: '/v1/activations', payload: { tokens: [[[0, 1]]] } });
+    await putTable(app, smallTable(2, 2));
+
+    const report = await app.inject({ method: 'POST', url: '/v1/activations', payload: { tokens: [[[0, 1], [2, 3]]] } });
+
+    expect(report.statusCode).toBe(200);
+    const stats = (await app.inject({ method: 'GET', url: '/v1/stats' })).json();
+    expect(stats.layers).toBe(2);
+    expect(stats.tokens).toBe(1);
+  });
+});
+
+describe('table metrics and conditional requests', () => {
+  test('counts the table installed at start-up under phase active', async () => {
+    const { app } = harness({}, smallTable(1));
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+
+    expect(text).toContain('grace_moe_router_tables_installed_total{phase="active"} 1');
+    expect(text).toContain('grace_moe_router_tables_installed_total{phase="pending"} 0');
+  });
+
+  test('exposes the installed-tables series at 0 before any table', async () => {
+    const { app } = harness();
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+
+    expect(text).toContain('grace_moe_router_tables_installed_total{phase="active"} 0');
+    expect(text).toContain('grace_moe_router_stats_shape_resets_total 0');
+  });
+
+  test('answers If-None-Match: * with 304 while a table is active', async () => {
+    const { app } = harness({}, smallTable(3));
+    const started = Date.now();
+    const response = await app.inject({ method: 'GET', url: '/v1/routing-table?waitMs=10000', headers: { 'if-none-match': '*' } });
+
+    expect(response.statusCode).toBe(304);
+    expect(response.headers.etag).toBe('"3"');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  test('serves the first table to If-None-Match: * when none was active', async () => {
+    const { app } = harness();
+    const none = await app.inject({ method: 'GET', url: '/v1/routing-table', headers: { 'if-none-match': '*' } });
+    const poll = app.inject({ method: 'GET', url: '/v1/routing-table?waitMs=10000', headers: { 'if-none-match': '*' } });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await putTable(app, smallTable(4));
+
+    expect(none.statusCode).toBe(404);
+    expect((await poll).json().generation).toBe(4);
+  });
+});
+
+describe('start-up files', () => {
+  let folder = '';
+  afterEach(async () => {
+    if (folder !== '') await rm(folder, { recursive: true, force: true });
+  });
+
+  test('skips a state file whose generation does not fit in u32', async () => {
+    folder = await mkdtemp(join(tmpdir(), 'grace-router-'));
+    const tableFile = join(folder, 'table.json');
+    const stateFile = join(folder, 'state.json');
+    await writeFile(tableFile, JSON.stringify(smallTable(2)));
+    await writeFile(stateFile, JSON.stringify(smallTable(2 ** 32)));
+    const { logger, lines } = capturingLogger();
+
+    const table = await loadStartupTable({ tableFile, stateFile }, logger);
+
+    expect(table?.generation).toBe(2);
+    expect(lines.filter((line) => line.msg === 'ignoring unusable routing table file')).toEqual([
+      expect.objectContaining({
+        file: stateFile,
+        role: 'state',
+        code: 'TABLE_FILE_INVALID',
+        reason: `${stateFile}: invalid plan: generation: must be an integer in [0, 4294967295] (the engine wire format stores it as u32), got 4294967296`,
+      }),
+    ]);
+  });
+
+  test('skips a table file of another topology than the deployment', async () => {
+    folder = await mkdtemp(join(tmpdir(), 'grace-router-'));
+    const tableFile = join(folder, 'table.json');
+    await writeFile(tableFile, JSON.stringify(smallTable(2)));
+    const { logger, lines } = capturingLogger();
+
+    const table = await loadStartupTable(
+      { tableFile, stateFile: null, deployment: { topology: { nodes: 1, gpusPerNode: 8 }, layers: null, experts: null } },
+      logger,
+    );
+
+    expect(table).toBeNull();
+    expect(lines.find((line) => line.msg === 'ignoring unusable routing table file')?.code).toBe('TABLE_SHAPE_MISMATCH');
+  });
+
+  test('logs a missing table file with the cause once', async () => {
+    folder = await mkdtemp(join(tmpdir(), 'grace-router-'));
+    const tableFile = join(folder, 'missing.json');
+    const { logger, lines } = capturingLogger();
+
+    await loadStartupTable({ tableFile, stateFile: null }, logger);
+
+    const line = lines.find((entry) => entry.msg === 'ignoring unusable routing table file');
+    expect(line?.reason).toBe(`${tableFile}: cannot read the file: no such file or directory (ENOENT)`);
+    expect(JSON.stringify(line).match(/ENOENT/g)).toHaveLength(1);
   });
 });

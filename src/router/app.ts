@@ -13,15 +13,16 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify
 import type { Registry } from 'prom-client';
 import type { RouterConfig } from '../config/router.js';
 import type { RoutingTable } from '../routing/types.js';
-import { parseRoutingTable, routingTableToJson } from '../routing/validate.js';
-import { parseStats, statsToJson } from '../stats/json.js';
+import { parseTableDocument, routingTableToJson } from '../routing/validate.js';
+import { statsToJson } from '../stats/json.js';
 import { ActivationWindow, type TierCounts } from './activation-window.js';
-import { checkStatsAgainstTable, flattenTokens } from './activations.js';
+import { checkActivationReport } from './activations.js';
 import type { Clock } from './clock.js';
+import { checkTableShape } from './deployment.js';
 import { GenerationConflictError, NoActivationsError, NoActiveTableError, StateFileError, TableNotFoundError } from './errors.js';
 import { createServiceApp } from './http.js';
 import { createRouterMetrics, type RejectionReason } from './metrics.js';
-import { checkRouteRequest, routeTokens, type RouteRequest } from './route.js';
+import { checkRouteRequest, checkTokenCount, routeTokens, type RouteRequest } from './route.js';
 import {
   activateSchema,
   activationsSchema,
@@ -74,6 +75,7 @@ const REASON_OF_CODE: Readonly<Record<string, RejectionReason>> = {
   MALFORMED_JSON: 'malformed_json',
   BODY_TOO_LARGE: 'too_large',
   STATE_WRITE_FAILED: 'persist_failed',
+  TABLE_SHAPE_MISMATCH: 'shape_mismatch',
 };
 
 /** Builds the router's fastify app; see the module header. */
@@ -99,13 +101,17 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
           },
         }),
   });
+  const metrics = createRouterMetrics(registry, store, now);
   const window = new ActivationWindow({
     now,
     bucketMs: options.statsBucketMs,
     retainedBuckets: options.statsRetainedBuckets,
     sampleCapacity: options.sampleCapacity,
+    onShapeChange: (previous, next) => {
+      metrics.statsShapeResets.inc();
+      deps.logger.warn({ previous, next }, 'activation report has another shape; statistics window started anew');
+    },
   });
-  const metrics = createRouterMetrics(registry, store, now);
 
   const app = createServiceApp({
     logger: deps.logger,
@@ -137,6 +143,7 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
       return;
     }
     const installed = await store.install(table, 'active', { persist: false });
+    metrics.tablesInstalled.inc({ phase: 'active' });
     logInstall(app.log, installed, 'active', 'startup');
   });
 
@@ -147,7 +154,8 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
   app.put('/v1/routing-table', { schema: putTableSchema }, async (request) => {
     const query = request.query as { phase?: TablePhase };
     const phase = query.phase ?? 'active';
-    const table = parseRoutingTable(request.body);
+    const table = parseTableDocument(request.body);
+    checkTableShape(table, options.deployment);
     const installed = await store.install(table, phase);
     metrics.tablesInstalled.inc({ phase });
     logInstall(request.log, installed, phase, 'push');
@@ -156,7 +164,13 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
 
   app.get('/v1/routing-table', { schema: getTableSchema }, async (request, reply) => {
     const query = request.query as { waitMs?: string };
-    const etag = request.headers['if-none-match'];
+    const ifNoneMatch = request.headers['if-none-match'];
+    // HTTP defines If-None-Match: * as matching any current representation, so it matches any active
+    // table. Without an active table the condition holds and the GET proceeds as usual.
+    if (ifNoneMatch === '*' && store.active !== null) {
+      return reply.code(304).header('etag', store.active.etag).send();
+    }
+    const etag = ifNoneMatch === '*' ? undefined : ifNoneMatch;
     const waitMs = Math.min(Number(query.waitMs ?? '0'), options.longPollMaxMs);
     const aborted = new AbortController();
     reply.raw.once('close', () => aborted.abort());
@@ -195,8 +209,11 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
     return { dropped: generation };
   });
 
-  app.post('/v1/route', { schema: routeSchema }, async (request) => {
+  const routeOptions = { bodyLimit: options.routeBodyLimitBytes };
+
+  app.post('/v1/route', { schema: routeSchema, ...routeOptions }, async (request) => {
     const body = request.body as RouteBody;
+    checkTokenCount(body.tokens.length, options.routeMaxTokens);
     const active = requireGeneration(store.active, body.generation);
     checkRouteRequest(active, body, '');
     const tiers: TierCounts = { gpu: 0, node: 0, remote: 0 };
@@ -205,8 +222,12 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
     return { generation: active.table.generation, gpus };
   });
 
-  app.post('/v1/route/batch', { schema: routeBatchSchema }, async (request) => {
+  app.post('/v1/route/batch', { schema: routeBatchSchema, ...routeOptions }, async (request) => {
     const body = request.body as RouteBatchBody;
+    checkTokenCount(
+      body.requests.reduce((sum, entry) => sum + entry.tokens.length, 0),
+      options.routeMaxTokens,
+    );
     const active = requireGeneration(store.active, body.generation);
     body.requests.forEach((entry, index) => checkRouteRequest(active, entry, `requests[${index}].`));
     const tiers: TierCounts = { gpu: 0, node: 0, remote: 0 };
@@ -217,21 +238,16 @@ export function buildRouterApp(deps: RouterDeps): FastifyInstance {
 
   app.post('/v1/activations', { schema: activationsSchema }, async (request) => {
     const body = request.body as ActivationsBody;
+    const active = store.active;
+    const report = checkActivationReport(body, active === null ? null : { experts: active.table.experts, layers: active.table.layers.length });
     let accepted = 0;
-    if (body.tokens !== undefined && body.tokens.length > 0) {
-      const table = requireActive(store.active).table;
-      const topK = window.shape?.topK ?? body.tokens[0]?.[0]?.length ?? 0;
-      const shape = { experts: table.experts, layers: table.layers.length, topK };
-      const selections = flattenTokens(body.tokens, shape);
-      window.addTokens(shape, selections, body.tokens.length);
-      accepted += body.tokens.length;
+    if (report.tokens !== null) {
+      window.addTokens(report.tokens.shape, report.tokens.selections, report.tokens.count);
+      accepted += report.tokens.count;
     }
-    if (body.counts !== undefined) {
-      const stats = parseStats(body.counts);
-      const active = store.active;
-      if (active !== null) checkStatsAgainstTable(stats, { experts: active.table.experts, layers: active.table.layers.length });
-      window.addStats(stats);
-      accepted += stats.tokens;
+    if (report.counts !== null) {
+      window.addStats(report.counts);
+      accepted += report.counts.tokens;
     }
     if (body.dispatch !== undefined) {
       window.addTiers(body.dispatch);

@@ -5,7 +5,7 @@ import { ROUTER_DEFAULTS, ROUTER_FLAGS, resolveRouterConfig } from '../config/ro
 import { buildRouterApp } from './app.js';
 import { systemClock } from './clock.js';
 import { createLogger, serveUntilAborted } from './http.js';
-import { loadStartupTable } from './table-files.js';
+import { checkStateFileFolder, loadStartupTable } from './table-files.js';
 
 const d = ROUTER_DEFAULTS;
 
@@ -20,7 +20,12 @@ Flags:
   --port N                     TCP port, 0 for any free port (GRACE_MOE_ROUTER_PORT, default ${d.portNumber})
   --table-file FILE            routing table or placement plan JSON served at start (GRACE_MOE_ROUTER_TABLE_FILE)
   --state-file FILE            file every accepted table is written to and recovered from (GRACE_MOE_ROUTER_STATE_FILE)
+  --topology NxG               nodes x GPUs per node of the engines; a table of another topology is rejected (GRACE_MOE_ROUTER_TOPOLOGY)
+  --layers N                   MoE layers of the model; a table with another layer count is rejected (GRACE_MOE_ROUTER_LAYERS)
+  --experts N                  logical experts per layer; a table with another count is rejected (GRACE_MOE_ROUTER_EXPERTS)
   --body-limit-bytes N         largest request body in bytes (default ${d.bodyLimitBytes})
+  --route-body-limit-bytes N   largest body of POST /v1/route and /v1/route/batch in bytes (default ${d.routeBodyLimitBytes})
+  --route-max-tokens N         most token lists in one /v1/route or /v1/route/batch request (default ${d.routeMaxTokens})
   --long-poll-max-ms N         longest wait of a GET /v1/routing-table long-poll in ms (default ${d.longPollMaxMs})
   --stats-bucket-ms N          age in ms at which the open statistics bucket is sealed (default ${d.statsBucketMs})
   --stats-retained-buckets N   sealed statistics buckets kept for scrapers (default ${d.statsRetainedBuckets})
@@ -36,6 +41,7 @@ export const routerCommand: Command = {
   async run(argv, io) {
     const { values } = parseFlags('router', argv, ROUTER_FLAGS);
     const config = resolveRouterConfig(values);
+    if (config.stateFile !== null) await checkStateFileFolder(config.stateFile);
     const logger = createLogger('router', config.logLevel);
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
@@ -47,6 +53,6 @@ export const routerCommand: Command = {
       options: config,
       loadInitialTable: () => loadStartupTable(config, logger),
     });
-    return serveUntilAborted(app, config, io.signal);
+    return serveUntilAborted(app, { ...config, exitOnDrainTimeout: (code) => process.exit(code) }, io.signal);
   },
 };

@@ -73,3 +73,26 @@ export class NoActivationsError extends HttpError {
   readonly code = 'NO_ACTIVATIONS';
   readonly statusCode = 404;
 }
+
+/** A routing table is valid but has another topology, layer count or expert count than the deployment. */
+export class TableShapeMismatchError extends HttpError {
+  readonly code = 'TABLE_SHAPE_MISMATCH';
+  readonly statusCode = 409;
+}
+
+/** A well-formed body breaks a rule its JSON schema cannot express, such as distinct expert ids per token. */
+export class InvalidBodyError extends HttpError {
+  readonly code = 'BODY_INVALID';
+  readonly statusCode = 400;
+}
+
+/** A route request carries more token lists than the router accepts in one request. */
+export class TooManyTokensError extends HttpError {
+  readonly code = 'TOO_MANY_TOKENS';
+  readonly statusCode = 400;
+}
+
+/** A server could not listen on its address and port; the message names the flag to change. */
+export class ListenError extends GraceMoeError {
+  readonly code = 'LISTEN_FAILED';
+}

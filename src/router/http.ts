@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import type { Histogram } from 'prom-client';
 import type { LogLevel } from '../config/resolve.js';
 import { GraceMoeError } from '../errors.js';
-import { GenerationConflictError, HttpError } from './errors.js';
+import { GenerationConflictError, HttpError, ListenError } from './errors.js';
 
 /** Body of every error response. */
 export interface ErrorBody {
@@ -70,9 +70,15 @@ export function createServiceApp(options: ServiceAppOptions): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true } },
     schemaErrorFormatter: (errors, dataVariable) => new Error(formatSchemaError(errors[0], dataVariable)),
   });
+  // Every body these services read is JSON or the engine's binary format, so a text/plain body gets
+  // 415 instead of reaching the body schema as a string.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const answer = describeHttpError(error);
+    const answer = describeHttpError(error, request.routeOptions.bodyLimit);
+    if (answer.code === 'UNSUPPORTED_MEDIA_TYPE') {
+      answer.message = `unsupported content type ${renderValue(request.headers['content-type'])} for ${request.method} ${request.routeOptions.url ?? request.url}`;
+    }
     const logged = options.onErrorAnswer?.(request, answer.statusCode, answer.code) ?? false;
     if (answer.statusCode >= 500) {
       request.log.error({ err: error, route: request.routeOptions.url, code: answer.code }, 'request failed');
@@ -116,8 +122,11 @@ export function createServiceApp(options: ServiceAppOptions): FastifyInstance {
   return app;
 }
 
-/** Maps any error to the status, stable code and message of its response. */
-export function describeHttpError(error: unknown): { statusCode: number; code: string; message: string } {
+/**
+ * Maps any error to the status, stable code and message of its response. `bodyLimitBytes` is the
+ * limit of the route that failed, for the message of a 413.
+ */
+export function describeHttpError(error: unknown, bodyLimitBytes?: number): { statusCode: number; code: string; message: string } {
   if (error instanceof HttpError) {
     return { statusCode: error.statusCode, code: error.code, message: error.message };
   }
@@ -136,7 +145,14 @@ export function describeHttpError(error: unknown): { statusCode: number; code: s
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { statusCode: 400, code: 'MALFORMED_JSON', message: 'request body is empty; send a JSON document' };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { statusCode: 413, code: 'BODY_TOO_LARGE', message: `request body is larger than the limit: ${message}` };
+      return {
+        statusCode: 413,
+        code: 'BODY_TOO_LARGE',
+        message:
+          bodyLimitBytes === undefined
+            ? `request body is larger than the limit: ${message}`
+            : `request body is larger than the limit of this route, ${bodyLimitBytes} bytes; send smaller requests`,
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return { statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message };
     default:
@@ -193,12 +209,28 @@ export interface ServeOptions {
   readonly host: string;
   readonly portNumber: number;
   readonly shutdownTimeoutMs: number;
+  /**
+   * Ends the process when the drain outlasts shutdownTimeoutMs; commands pass process.exit. Work
+   * still in flight (a slow batch, its timers and sockets) would otherwise keep the process alive.
+   */
+  readonly exitOnDrainTimeout?: (code: number) => void;
 }
+
+/** Interval at which a draining server closes connections that became idle. */
+const IDLE_SWEEP_MS = 50;
+
+/** Socket errors of listen() that a person fixes with --host or --port, with what to say about them. */
+const LISTEN_PROBLEMS: Readonly<Record<string, (host: string, port: number) => string>> = {
+  EADDRINUSE: (host, port) => `--port ${port} is already in use on ${host} (EADDRINUSE); choose another --port or stop the process that uses it`,
+  EACCES: (host, port) => `--port ${port} on ${host} needs privileges this process lacks (EACCES); choose a port above 1023`,
+  EADDRNOTAVAIL: (host, port) => `--host ${host} is not an address of this machine (EADDRNOTAVAIL), so port ${port} cannot be bound; choose another --host`,
+};
 
 /**
  * Listens, logs "service listening" with the bound URL and port, waits for `signal`, then stops
- * accepting connections and drains in-flight requests. Returns 0 after a clean drain, 1 when the
- * drain outlasts shutdownTimeoutMs.
+ * accepting connections and drains in-flight requests. Returns 0 after a clean drain. When the drain
+ * outlasts shutdownTimeoutMs, closes every connection, calls exitOnDrainTimeout(1) and returns 1.
+ * A port in use or an address that cannot be bound closes the app and throws ListenError (exit code 2).
  */
 export async function serveUntilAborted(
   app: FastifyInstance,
@@ -206,7 +238,16 @@ export async function serveUntilAborted(
   signal: AbortSignal,
   onListening?: (url: string) => void,
 ): Promise<number> {
-  await app.listen({ host: options.host, port: options.portNumber });
+  try {
+    await app.listen({ host: options.host, port: options.portNumber });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const describe = code === undefined ? undefined : LISTEN_PROBLEMS[code];
+    if (describe === undefined) throw error;
+    // onReady hooks have run (the engine follows its router from there), so close to stop them.
+    await app.close();
+    throw new ListenError(`cannot listen: ${describe(options.host, options.portNumber)}`, { cause: error });
+  }
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
@@ -222,10 +263,16 @@ export async function serveUntilAborted(
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), options.shutdownTimeoutMs);
   });
+  // A keep-alive connection whose request finishes during the drain turns idle but stays open until
+  // the client's or server's keep-alive timeout, so idle connections are closed as they appear.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
   const outcome = await Promise.race([app.close().then(() => 'closed' as const), timedOut]);
   clearTimeout(timer);
+  clearInterval(sweep);
   if (outcome === 'timeout') {
     app.log.error({ shutdownTimeoutMs: options.shutdownTimeoutMs }, 'drain timed out; exiting with requests in flight');
+    app.server.closeAllConnections();
+    options.exitOnDrainTimeout?.(1);
     return 1;
   }
   app.log.info('service stopped');

@@ -16,6 +16,7 @@ export const REJECTION_REASONS = [
   'malformed_json',
   'too_large',
   'persist_failed',
+  'shape_mismatch',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
@@ -23,6 +24,7 @@ export interface RouterMetrics {
   readonly tokensRouted: Counter<'tier'>;
   readonly tablesRejected: Counter<'reason'>;
   readonly tablesInstalled: Counter<'phase'>;
+  readonly statsShapeResets: Counter;
   readonly requestDuration: Histogram<RequestDurationLabels>;
 }
 
@@ -46,8 +48,15 @@ export function createRouterMetrics(registry: Registry, store: TableStore, now: 
 
   const tablesInstalled = new Counter({
     name: 'grace_moe_router_tables_installed_total',
-    help: 'Routing tables accepted, by phase (active or pending)',
+    help: 'Routing tables installed, by phase (active or pending); the table installed at start-up counts as active',
     labelNames: ['phase'] as const,
+    registers: [registry],
+  });
+  for (const phase of ['active', 'pending'] as const) tablesInstalled.inc({ phase }, 0);
+
+  const statsShapeResets = new Counter({
+    name: 'grace_moe_router_stats_shape_resets_total',
+    help: 'Activation reports whose shape (experts, layers, top-k) differed from the window, which then started anew',
     registers: [registry],
   });
 
@@ -87,5 +96,5 @@ export function createRouterMetrics(registry: Registry, store: TableStore, now: 
     registers: [registry],
   });
 
-  return { tokensRouted, tablesRejected, tablesInstalled, requestDuration };
+  return { tokensRouted, tablesRejected, tablesInstalled, statsShapeResets, requestDuration };
 }

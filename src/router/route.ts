@@ -5,7 +5,7 @@
  */
 import { nodeOfGpu } from '../topology.js';
 import type { TierCounts } from './activation-window.js';
-import { RequestRangeError } from './errors.js';
+import { InvalidBodyError, RequestRangeError, TooManyTokensError } from './errors.js';
 import type { InstalledTable } from './table-store.js';
 
 /** Tokens of one source GPU at one layer; tokens[t] lists the token's selected expert ids. */
@@ -15,7 +15,11 @@ export interface RouteRequest {
   readonly tokens: readonly (readonly number[])[];
 }
 
-/** Throws RequestRangeError, naming the JSON path, when a GPU, layer or expert is outside the table. */
+/**
+ * Throws RequestRangeError, naming the JSON path, when a GPU, layer or expert is outside the table
+ * or a token lists more ids than the table has experts, and InvalidBodyError when a token lists one
+ * expert twice (a top-k selection is a set).
+ */
 export function checkRouteRequest(installed: InstalledTable, request: RouteRequest, path: string): void {
   const { compiled } = installed;
   if (request.sourceGpu >= compiled.gpus) {
@@ -28,15 +32,36 @@ export function checkRouteRequest(installed: InstalledTable, request: RouteReque
       `${path}layer must be a layer of generation ${compiled.generation}, an integer in [0, ${compiled.layers}), got ${request.layer}`,
     );
   }
+  // seenBy[e] is 1 + the index of the last token that listed expert e, so one array serves every token.
+  const seenBy = new Uint32Array(compiled.experts);
   request.tokens.forEach((experts, token) => {
+    if (experts.length > compiled.experts) {
+      throw new RequestRangeError(
+        `${path}tokens[${token}] lists ${experts.length} expert ids, more than the ${compiled.experts} experts of generation ${compiled.generation}`,
+      );
+    }
     experts.forEach((expert, rank) => {
       if (expert >= compiled.experts) {
         throw new RequestRangeError(
           `${path}tokens[${token}][${rank}] must be an expert id in [0, ${compiled.experts}), got ${expert}`,
         );
       }
+      if (seenBy[expert] === token + 1) {
+        throw new InvalidBodyError(`${path}tokens[${token}] lists expert ${expert} twice; a token's expert ids must be distinct`);
+      }
+      seenBy[expert] = token + 1;
     });
   });
+}
+
+/** Throws TooManyTokensError when a request carries more token lists than `maxTokens`. */
+export function checkTokenCount(tokens: number, maxTokens: number): void {
+  if (tokens > maxTokens) {
+    throw new TooManyTokensError(
+      `the request carries ${tokens} token lists, more than the ${maxTokens} this router accepts in one request ` +
+        '(--route-max-tokens); split it into several requests',
+    );
+  }
 }
 
 /** Chooses the serving GPU of every pair and adds each decision to `tiers`. */

@@ -48,7 +48,12 @@ export const putTableSchema = {
     additionalProperties: false,
     properties: { phase: { type: 'string', enum: ['active', 'pending'] } },
   },
-  body: routingTableSchema,
+  // A PlacementPlan document is checked by parsePlan in the handler; anything else must be a table.
+  body: {
+    if: { type: 'object', required: ['kind'], properties: { kind: { const: 'PlacementPlan' } } },
+    then: { type: 'object' },
+    else: routingTableSchema,
+  },
   response: { 200: installedSchema, ...errorResponses },
 } as const;
 

@@ -4,12 +4,16 @@
  * crashed router recovers it. Writes go to a temporary file in the same folder, are flushed, and
  * are renamed over the target, so a reader sees the old or the new table and never half of one.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { constants } from 'node:fs';
+import { access, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
+import { ConfigError } from '../config/errors.js';
+import { ANY_DEPLOYMENT, type DeploymentShape } from '../config/router.js';
 import { GraceMoeError } from '../errors.js';
 import type { RoutingTable } from '../routing/types.js';
 import { parseTableDocument, routingTableToJson } from '../routing/validate.js';
+import { checkTableShape } from './deployment.js';
 import { TableFileError } from './errors.js';
 
 /** Reads and validates a routing table or placement plan file. Throws TableFileError. */
@@ -18,7 +22,7 @@ export async function readTableFile(path: string): Promise<RoutingTable> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new TableFileError(path, `cannot read the file: ${messageOf(error)}`, { cause: error });
+    throw new TableFileError(path, `cannot read the file: ${describeFileError(error)}`, { cause: error });
   }
 
   let value: unknown;
@@ -63,12 +67,15 @@ export async function writeTableFile(path: string, table: RoutingTable): Promise
 export interface StartupFiles {
   readonly tableFile: string | null;
   readonly stateFile: string | null;
+  /** Shape a table must have to be served; nothing is checked when absent. */
+  readonly deployment?: DeploymentShape;
 }
 
 /**
  * Returns the newest valid table among the table file and the state file, or null. A missing state
- * file is normal on a first start. A file that is missing (table file only) or corrupt is logged
- * and skipped, so the router starts without it (unready when neither file is usable).
+ * file is normal on a first start. A file that is missing (table file only), corrupt, invalid (a
+ * generation above u32 included) or of another shape than `files.deployment` is logged and
+ * skipped, so the router starts without it (unready when neither file is usable).
  */
 export async function loadStartupTable(files: StartupFiles, log: FastifyBaseLogger): Promise<RoutingTable | null> {
   const candidates: { file: string; role: 'table' | 'state' }[] = [];
@@ -80,12 +87,15 @@ export async function loadStartupTable(files: StartupFiles, log: FastifyBaseLogg
     let table: RoutingTable;
     try {
       table = await readTableFile(file);
+      checkTableShape(table, files.deployment ?? ANY_DEPLOYMENT);
     } catch (error) {
       if (role === 'state' && isMissingFile(error)) {
         log.info({ file }, 'no state file yet');
         continue;
       }
-      log.error({ file, role, err: error }, 'ignoring unusable routing table file');
+      if (!(error instanceof GraceMoeError)) throw error;
+      // The message already contains the cause's text; logging `err` would repeat it with the cause chain.
+      log.error({ file, role, code: error.code, reason: error.message }, 'ignoring unusable routing table file');
       continue;
     }
     log.info({ file, role, generation: table.generation }, 'routing table file read');
@@ -103,4 +113,39 @@ function isMissingFile(error: unknown): boolean {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Describes a file-system error without the path that Node.js repeats in its message, as
+ * "no such file or directory (ENOENT)" for "ENOENT: no such file or directory, open '/x'".
+ */
+function describeFileError(error: unknown): string {
+  const message = messageOf(error);
+  const match = /^([A-Z0-9]+): (.*?), \w+ '.*'$/.exec(message);
+  return match === null ? message : `${match[2]} (${match[1]})`;
+}
+
+/**
+ * Throws ConfigError, naming the setting and the folder, unless the folder of `stateFile` exists,
+ * is a folder and is writable, so a state file that cannot be written stops the router at start
+ * instead of failing every table push.
+ */
+export async function checkStateFileFolder(stateFile: string): Promise<void> {
+  const folder = dirname(resolve(stateFile));
+  const setting = `--state-file (GRACE_MOE_ROUTER_STATE_FILE) ${stateFile}`;
+  let isFolder: boolean;
+  try {
+    isFolder = (await stat(folder)).isDirectory();
+  } catch (error) {
+    const detail = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be used: ${describeFileError(error)}`;
+    throw new ConfigError(`${setting}: the folder ${folder} ${detail}; create it or choose another path`, { cause: error });
+  }
+  if (!isFolder) {
+    throw new ConfigError(`${setting}: ${folder} is not a folder; choose a path inside an existing folder`);
+  }
+  try {
+    await access(folder, constants.W_OK);
+  } catch (error) {
+    throw new ConfigError(`${setting}: the folder ${folder} is not writable: ${describeFileError(error)}`, { cause: error });
+  }
 }

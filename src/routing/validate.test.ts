@@ -23,7 +23,10 @@ describe('parseRoutingTable', () => {
 
   const invalid = [
     ['an unknown kind', (t: Record<string, unknown>) => (t.kind = 'PlacementPlan'), FormatVersionError, 'kind must be "RoutingTable"'],
-    ['a negative generation', (t: Record<string, unknown>) => (t.generation = -1), PlanValidationError, 'generation: must be a non-negative integer, got -1'],
+    ['a negative generation', (t: Record<string, unknown>) => (t.generation = -1), PlanValidationError, 'generation: must be an integer in [0, 4294967295] (the engine wire format stores it as u32), got -1'],
+    ['a generation above u32', (t: Record<string, unknown>) => (t.generation = 4294967296), PlanValidationError, 'generation: must be an integer in [0, 4294967295] (the engine wire format stores it as u32), got 4294967296'],
+    ['a generation of 2^53', (t: Record<string, unknown>) => (t.generation = 2 ** 53), PlanValidationError, 'generation: must be an integer in [0, 4294967295] (the engine wire format stores it as u32), got 9007199254740992'],
+    ['a fractional generation', (t: Record<string, unknown>) => (t.generation = 1.5), PlanValidationError, 'generation: must be an integer in [0, 4294967295]'],
     ['zero nodes', (t: Record<string, unknown>) => ((t.topology as Record<string, number>).nodes = 0), PlanValidationError, 'topology.nodes: must be a positive integer, got 0'],
     ['no layers', (t: Record<string, unknown>) => (t.layers = []), PlanValidationError, 'layers: must list at least one layer'],
     ['a NaN-like weight', (t: Record<string, unknown>) => ((t.layers as { weight: unknown }[][][])[0]![2]![0]!.weight = 'NaN'), PlanValidationError, 'layers[0][2][0].weight: must be a number, got "NaN"'],
@@ -38,6 +41,12 @@ describe('parseRoutingTable', () => {
     expect(() => parseRoutingTable(document)).toThrow(errorClass);
     expect(() => parseRoutingTable(document)).toThrow(message);
   });
+
+  test('accepts the largest u32 generation', () => {
+    const document = edited((t) => (t.generation = 4294967295));
+
+    expect(parseRoutingTable(document).generation).toBe(4294967295);
+  });
 });
 
 describe('parseTableDocument', () => {
@@ -47,5 +56,27 @@ describe('parseTableDocument', () => {
 
     expect(table.generation).toBe(8);
     expect(table.layers[0]!.map((instances) => instances.map((instance) => instance.gpu))).toEqual([[0], [0], [1], [1]]);
+  });
+
+  test('merges two instances of one expert on one GPU and sums their weights', () => {
+    const plan = contiguousPlan([new Float64Array(2)], { nodes: 1, gpusPerNode: 2, slotsPerGpu: 2 }, { topK: 1, generation: 3 });
+    const document = JSON.parse(JSON.stringify(planToJson(plan))) as { layers: { slots: number[][]; weights: number[][] }[] };
+    document.layers[0] = { slots: [[0, 0], [1, 0]], weights: [[0.5, 0.25], [1, 2]] };
+
+    const table = parseTableDocument(document);
+
+    expect(table.layers[0]).toEqual([
+      [{ gpu: 0, node: 0, weight: 0.75 }, { gpu: 1, node: 0, weight: 2 }],
+      [{ gpu: 1, node: 0, weight: 1 }],
+    ]);
+  });
+
+  test('rejects a plan whose generation does not fit in u32', () => {
+    const plan = contiguousPlan([new Float64Array(4)], { nodes: 2, gpusPerNode: 1, slotsPerGpu: 2 }, { topK: 2, generation: 2 ** 32 });
+
+    const document = JSON.parse(JSON.stringify(planToJson(plan)));
+
+    expect(() => parseTableDocument(document)).toThrow(PlanValidationError);
+    expect(() => parseTableDocument(document)).toThrow(/generation: .*4294967295.*got 4294967296/);
   });
 });

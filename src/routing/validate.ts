@@ -5,12 +5,13 @@
  * entry per logical expert in every layer, and at least one instance per expert. Every instance
  * names a GPU inside the topology and the node of that GPU (floor(gpu / gpusPerNode)), and carries a
  * finite routing weight greater than 0. No GPU may have two instances of one expert, or more
- * instances in one layer than it has slots. The first broken rule throws, naming the JSON path and the value.
+ * instances in one layer than it has slots. The generation fits in a u32, because the engines' binary
+ * wire header carries it as one. The first broken rule throws, naming the JSON path and the value.
  */
 import { FormatVersionError, PlanValidationError } from '../errors.js';
 import { parsePlan } from '../plan/json.js';
 import { API_VERSION } from '../plan/types.js';
-import { describeValue } from '../plan/validate.js';
+import { describeValue, MAX_GENERATION } from '../plan/validate.js';
 import { gpuCount } from '../topology.js';
 import { routingTableFromPlan } from './table.js';
 import type { RouteInstance, RoutingTable } from './types.js';
@@ -65,16 +66,43 @@ export function parseRoutingTable(value: unknown): RoutingTable {
 
 /**
  * Parses either a routing table or a placement plan (converted with routingTableFromPlan), as a
- * mounted plan file may hold either. Plans with two instances of one expert on one GPU are rejected.
+ * mounted plan file or a pushed document may hold either.
  */
 export function parseTableDocument(value: unknown): RoutingTable {
-  const kind = typeof value === 'object' && value !== null ? (value as JsonObject).kind : undefined;
-  if (kind === 'PlacementPlan') {
-    const table = routingTableFromPlan(parsePlan(value));
-    validateRoutingTable(table);
-    return table;
-  }
-  return parseRoutingTable(value);
+  return isPlacementPlan(value) ? parsePlanAsRoutingTable(value) : parseRoutingTable(value);
+}
+
+/** Reports whether a decoded JSON value claims to be a placement plan (`kind` is "PlacementPlan"). */
+export function isPlacementPlan(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && (value as JsonObject).kind === 'PlacementPlan';
+}
+
+/**
+ * Validates a placement plan with parsePlan and converts it to a routing table. A GPU that lists
+ * one expert twice, as EPLB plans can, becomes one routing entry whose weight is the sum of the two
+ * slot weights, so the GPU keeps its share of that expert's tokens. Throws FormatVersionError or
+ * PlanValidationError.
+ */
+export function parsePlanAsRoutingTable(value: unknown): RoutingTable {
+  const plan = parsePlan(value, { allowDuplicateInstances: true });
+  const table = mergeInstancesPerGpu(routingTableFromPlan(plan));
+  validateRoutingTable(table);
+  return table;
+}
+
+/** Merges the instances of one expert on one GPU into one entry with the summed weight. */
+function mergeInstancesPerGpu(table: RoutingTable): RoutingTable {
+  const layers = table.layers.map((layer) =>
+    layer.map((instances) => {
+      const byGpu = new Map<number, RouteInstance>();
+      for (const instance of instances) {
+        const earlier = byGpu.get(instance.gpu);
+        byGpu.set(instance.gpu, earlier === undefined ? instance : { ...earlier, weight: earlier.weight + instance.weight });
+      }
+      return [...byGpu.values()];
+    }),
+  );
+  return { ...table, layers };
 }
 
 /** Throws FormatVersionError or PlanValidationError unless the table satisfies every rule above. */
@@ -201,8 +229,11 @@ function requireVersion(document: JsonObject, kind: string): void {
 }
 
 function requireGeneration(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new PlanValidationError('generation', `must be a non-negative integer, got ${describeValue(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_GENERATION) {
+    throw new PlanValidationError(
+      'generation',
+      `must be an integer in [0, ${MAX_GENERATION}] (the engine wire format stores it as u32), got ${describeValue(value)}`,
+    );
   }
   return value;
 }
