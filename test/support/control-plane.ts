@@ -17,10 +17,10 @@ import { request as httpsRequest } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../src/trace/default.js';
 
 /** Script that builds the binaries and prints their folder with `--print-bin-dir`. */
-export const BUILD_SCRIPT = fileURLToPath(new URL('../../.ci/control-plane/build.sh', import.meta.url));
+export const BUILD_SCRIPT = join(packageRoot(), '.ci', 'control-plane', 'build.sh');
 
 /** Annotation by which kwok selects the nodes it manages (no other node is touched). */
 export const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
