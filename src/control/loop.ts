@@ -1,7 +1,8 @@
 /**
- * The control loop, independent of Kubernetes: every interval it scrapes each worker's router,
- * merges the windows, smooths them with a half-life, plans with the GRACE planner, gates the
- * candidate against the active plan, and in Auto mode rolls the result out make-before-break.
+ * The control loop, independent of Kubernetes. Every interval it scrapes each worker's router,
+ * merges the windows and smooths them with a half-life. It then plans with the GRACE planner,
+ * gates the candidate against the active plan, and in Auto mode rolls the result out
+ * make-before-break.
  * Observe mode plans and reports but never applies; Off does nothing. A failed rollout leaves the
  * old generation serving and the next round tries again. The operator and `grace-moe local` run
  * this same loop.
@@ -70,7 +71,7 @@ export interface ControlLoopDeps {
   readonly onRolloutStart?: (generation: number) => void;
 }
 
-/** What one round did. */
+/** Outcome of one control round. */
 export interface RoundReport {
   readonly round: number;
   readonly atMs: number;

@@ -2,7 +2,7 @@
  * `grace-moe local`: the whole system on this machine. It starts one router and one engine per
  * simulated node, serves a contiguous plan as generation 1, runs the control loop against the
  * routers and engines, and replays a trace through the engines for the run's duration. Every
- * batch answer is measured per generation and per second.
+ * batch result from the engines is measured per generation and per second.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

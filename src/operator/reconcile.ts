@@ -43,7 +43,7 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** The largest allocatable count of `resource` over the cluster's nodes, or null when unknown. */
+/** Returns the largest allocatable count of `resource` over the cluster's nodes, or null when unknown. */
 export function nodeCapacity(nodes: ObjectCache | null, resource: string): NodeCapacity {
   if (nodes === null) return { maxGpusPerNode: null };
   let max = 0;

@@ -79,7 +79,7 @@ export const GRACE_DEFAULTS: Readonly<Omit<Settings, 'topology' | 'cost'>> = Obj
   strategy: 'grace',
 });
 
-/** What the planner decided for one layer, and why. */
+/** Planner decisions for one layer, with the scores of every candidate. */
 export interface LayerDiagnostics {
   readonly layer: number;
   readonly chosen: string;
