@@ -19,7 +19,7 @@ function indent(text: string, spaces: number): string {
 }
 
 export function chartCrdTemplate(): string {
-  const crd = stringify(customResourceDefinition(), { lineWidth: 0 }).replace(
+  const crd = stringify(customResourceDefinition(), { lineWidth: 0, version: '1.1' }).replace(
     /^(metadata:\n {2}name: .*)$/m,
     '$1\n  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}',
   );
@@ -55,7 +55,7 @@ export function chartRbacTemplate(): string {
       '  labels:',
       '    {{- include "grace-moe.labels" . | nindent 4 }}',
       'rules:',
-      indent(stringify(rules, { lineWidth: 0 }), 2),
+      indent(stringify(rules, { lineWidth: 0, version: '1.1' }), 2),
     ].join('\n');
   return [
     GENERATED,

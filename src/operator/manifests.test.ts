@@ -28,6 +28,13 @@ describe('generated manifests', () => {
     }
   });
 
+  test('YAML 1.1 readers see the same CRD', async () => {
+    // kubectl and the API server read YAML 1.1, where a bare Off is the boolean false.
+    const text = (await generatedFiles())['crds/moedeployments.grace-moe.io.yaml'] as string;
+    const [document] = parseAllDocuments(text, { version: '1.1' });
+    expect(document?.toJS()).toEqual(JSON.parse(JSON.stringify(customResourceDefinition())));
+  });
+
   test('every schema node has a type', () => {
     const crd = customResourceDefinition() as { spec: { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] } };
     expect(untyped(crd.spec.versions[0]!.schema.openAPIV3Schema, 'openAPIV3Schema')).toEqual([]);
