@@ -273,3 +273,33 @@ describe('MoEDeploymentReconciler', () => {
     expect(f.store.writes).toEqual([]);
   });
 });
+
+describe('status writes', () => {
+  test('a status with other key order is not rewritten', async () => {
+    const f = fixture();
+    f.deploy(baseSpec);
+    await f.run();
+    f.markWorkersReady();
+    await f.run();
+    // The API server returns keys sorted; here they are reversed, which also differs from ours.
+    const current = f.deployment().status as Record<string, unknown>;
+    const reordered = Object.fromEntries(Object.keys(current).sort().reverse().map((key) => [key, current[key]]));
+    expect(Object.keys(reordered)).not.toEqual(Object.keys(current));
+    f.store.setStatus(KIND, 'models', 'demo', reordered);
+    const before = f.store.writes.length;
+    await f.run();
+    expect(f.store.writes.slice(before)).toEqual([]);
+  });
+
+  test('keeps the last rebalance across restarts', async () => {
+    const f = fixture();
+    f.deploy(baseSpec);
+    await f.run();
+    f.markWorkersReady();
+    await f.run();
+    const lastRebalance = { time: '2026-12-04T11:00:00.000Z', outcome: 'no-gain', reason: 'predicted gain 1.0%', generation: 1 };
+    f.store.setStatus(KIND, 'models', 'demo', { ...f.deployment().status, lastRebalance });
+    await f.run();
+    expect(f.deployment().status?.lastRebalance).toEqual(lastRebalance);
+  });
+});

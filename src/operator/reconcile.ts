@@ -13,7 +13,7 @@
 import { contiguousPlan } from '../baselines/contiguous.js';
 import { digestOf, parsePlan, planToJson } from '../plan/json.js';
 import type { Plan } from '../plan/types.js';
-import { childNames, desiredChildren, FIELD_MANAGER, HASH_ANNOTATION, isControlledBy, PLAN_FILE, selectorString, type ChildOptions } from './children.js';
+import { childNames, contentHash, desiredChildren, FIELD_MANAGER, HASH_ANNOTATION, isControlledBy, PLAN_FILE, selectorString, type ChildOptions } from './children.js';
 import { API_VERSION, KIND, type MoEDeployment, type MoEDeploymentStatus } from './crd.js';
 import { keyString, type KubeObject, type KubeWriter, type ObjectCache, type ObjectKey, type Reconciler, type ReconcileResult } from './kube-types.js';
 import type { RebalanceManager } from './rebalance.js';
@@ -39,8 +39,9 @@ export interface ReconcilerDeps {
   readonly now: () => number;
 }
 
+/** Compares two JSON values whatever their key order (the API server returns keys sorted). */
 function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return contentHash(a) === contentHash(b);
 }
 
 /** Returns the largest allocatable count of `resource` over the cluster's nodes, or null when unknown. */
@@ -138,7 +139,11 @@ export class MoEDeploymentReconciler implements Reconciler {
     }
 
     const workersReady = rolloutState(statefulSet, spec.nodes).done;
-    const rebalanceState = rebalance.sync(id, owner, spec, plan, workersReady);
+    const synced = rebalance.sync(id, owner, spec, plan, workersReady);
+    // A loop that has not finished a round in this process (after a restart, or while stopped)
+    // keeps the last rebalance the status already shows.
+    const lastRebalance = synced.lastRebalance ?? owner.status?.lastRebalance;
+    const rebalanceState = { ...synced, ...(lastRebalance ? { lastRebalance } : {}), lastFailed: synced.lastRebalance ? synced.lastFailed : lastRebalance?.outcome === 'failed' };
     const status = healthyStatus(
       owner,
       { statefulSet, desiredReplicas: spec.nodes, selector, plan: planStatus(plan), rebalance: rebalanceState },

@@ -27,6 +27,13 @@ describe('validateSpec', () => {
     expect(result.violations.map((violation) => violation.field)).toContain(field);
   });
 
+  test('zero experts gives one violation', () => {
+    const result = validateSpec({ ...spec, model: { layers: 26, experts: 0, topK: 6 } }, { maxGpusPerNode: 8 });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.violations.map((violation) => violation.message)).toEqual(['spec.model.experts must be a positive integer, got 0']);
+  });
+
   test('checks GPUs per node against node capacity', () => {
     const result = validateSpec(spec, { maxGpusPerNode: 2 });
     expect(result.ok).toBe(false);

@@ -71,7 +71,8 @@ export function validateSpec(
   const layers = positiveInteger(violations, 'spec.model.layers', spec.model.layers);
   const experts = positiveInteger(violations, 'spec.model.experts', spec.model.experts);
   const topK = positiveInteger(violations, 'spec.model.topK', spec.model.topK);
-  if (experts >= 1 && topK > experts) {
+  const expertsValid = Number.isInteger(spec.model.experts) && spec.model.experts >= 1;
+  if (expertsValid && topK > experts) {
     violations.push({ field: 'spec.model.topK', message: `spec.model.topK must be at most spec.model.experts (${experts}), got ${topK}` });
   }
   if (experts > 65536) {
