@@ -4,36 +4,35 @@
  * ConfigMap, writes its status and records an event. Deleting that child must bring its owner
  * back to the queue, and shutdown must release the lease.
  *
- * It runs only when GRACE_MOE_TEST_KUBECONFIG names a kubeconfig of a disposable cluster with
- * admin rights, and is skipped otherwise:
- *
- *   GRACE_MOE_TEST_KUBECONFIG=/path/to/admin.kubeconfig npx vitest run test/operator-runtime.test.ts
+ * It starts its own control plane (test/support/control-plane.ts) and runs with the cluster suite.
  */
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { moeDeploymentKinds, runController, type ControllerHandle, type MoEChildKindName } from '../src/operator/controller.js';
-import { API_VERSION, customResourceDefinition, GROUP, KIND, PLURAL } from '../src/operator/crd.js';
-import { isNotFound, KubeClient, RESOURCES } from '../src/operator/kube-client.js';
-import type { KubeObject } from '../src/operator/kube-types.js';
-import { waitFor } from '../src/operator/manual-scheduler.js';
+import { moeDeploymentKinds, runController, type ControllerHandle, type MoEChildKindName } from '../../src/operator/controller.js';
+import { API_VERSION, customResourceDefinition, GROUP, KIND, PLURAL } from '../../src/operator/crd.js';
+import { isNotFound, KubeClient, RESOURCES } from '../../src/operator/kube-client.js';
+import type { KubeObject } from '../../src/operator/kube-types.js';
+import { waitFor } from '../../src/operator/manual-scheduler.js';
+import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
 
-const kubeconfigPath = process.env.GRACE_MOE_TEST_KUBECONFIG;
 const NAMESPACE = `grace-moe-runtime-${randomBytes(3).toString('hex')}`;
 const FIELD_MANAGER = 'grace-moe-runtime-test';
 const logger = pino({ level: process.env.GRACE_MOE_TEST_LOG_LEVEL ?? 'silent' });
 
-describe.skipIf(kubeconfigPath === undefined || kubeconfigPath === '')('controller runtime against a real API server', () => {
+describe('controller runtime against a real API server', () => {
   const kubeConfig = new KubeConfig();
+  let plane: ControlPlane | undefined;
   let client: KubeClient;
   // Aborted after the test as well, so that a failed assertion does not leave the controller running.
   const stop = new AbortController();
   let handle: ControllerHandle<'moedeployments' | MoEChildKindName> | undefined;
 
   beforeAll(async () => {
-    kubeConfig.loadFromFile(kubeconfigPath as string);
+    plane = await startControlPlane();
+    kubeConfig.loadFromFile(plane.kubeconfigPath);
     client = new KubeClient({ kubeConfig, logger });
     await client.request({
       method: 'PATCH',
@@ -53,13 +52,14 @@ describe.skipIf(kubeconfigPath === undefined || kubeconfigPath === '')('controll
     }
     expect(established).toBe(true);
     await client.create(RESOURCES.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
-  }, 60_000);
+  }, 180_000);
 
   afterAll(async () => {
     stop.abort();
     await handle?.done;
     await client?.delete(RESOURCES.namespaces, undefined, NAMESPACE).catch(() => undefined);
-  });
+    await plane?.stop();
+  }, 60_000);
 
   test('reconciles, follows a deleted child and releases the lease', async () => {
     await client.apply(
