@@ -1,8 +1,8 @@
 /**
  * One control loop per MoEDeployment whose rebalance mode is Observe or Auto and whose workers are
- * ready. The loop scrapes the deployment's routers through an endpoint resolver (pod DNS names in a
- * cluster, an explicit map of loopback addresses in tests), and pushes new plans to the routers
- * and engines itself; the reconciler then publishes the active plan in the ConfigMap, so a
+ * ready. The loop scrapes the deployment's routers through an endpoint resolver: pod DNS names in
+ * a cluster, or an explicit map of loopback addresses in tests. It pushes new plans to the routers
+ * and engines itself, and the reconciler then publishes the active plan in the ConfigMap, so a
  * restarted router recovers it. A loop restarts when its settings or the plan's topology change.
  */
 import { ControlLoop, CONTROL_DEFAULTS, type LoopLogger, type RoundReport } from '../control/loop.js';
@@ -60,7 +60,7 @@ export class RebalanceManager {
 
   constructor(private readonly deps: RebalanceManagerDeps) {}
 
-  /** The plan the loop of `key` has rolled out, if it runs. */
+  /** Returns the plan the loop of `key` has rolled out, or null when no loop runs. */
   activePlan(key: string): Plan | null {
     return this.entries.get(key)?.loop.activePlan ?? null;
   }
