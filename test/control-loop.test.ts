@@ -344,8 +344,10 @@ describe('workload shift', () => {
       expect(round?.predictedGain).toBeGreaterThanOrEqual(0);
       expect(['applied', 'no-gain']).toContain(round?.outcome);
     }
-    // With a one-second half-life the intent tokens weigh less than a quarter of the law window.
-    expect(law?.tokens).toBeLessThan(2_048 * 1.25);
+    // With a one-second half-life the intent tokens have decayed by the time law's round runs, so
+    // the smoothed count stays below the two windows' sum (how far below depends on the clock).
+    expect(law?.tokens).toBeGreaterThanOrEqual(2_048);
+    expect(law?.tokens).toBeLessThan(2 * 2_048);
     const applied = [law, summary].filter((round) => round?.outcome === 'applied');
     expect(applied.length).toBeGreaterThan(0);
     for (const round of applied) expect(round?.predictedGain).toBeGreaterThanOrEqual(0.01);
