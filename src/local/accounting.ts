@@ -52,19 +52,31 @@ function emptyBucket(generation: number): Bucket {
 function addTo(bucket: Bucket, outcome: BatchOutcome): void {
   const result = outcome.result;
   if (result === null) return;
-  bucket.tokens += outcome.tokens;
-  bucket.batches += 1;
-  bucket.crossNodeCopies += result.crossNodeCopies ?? 0;
   const pairs = result.pairs;
-  if (pairs) {
-    bucket.homePairs += pairs.gpu;
-    bucket.pairs += pairs.gpu + pairs.node + pairs.remote;
-  }
-  (result.gpuPairs ?? []).forEach((row, layer) => {
-    const target = bucket.gpuPairs[layer] ?? (bucket.gpuPairs[layer] = new Array<number>(row.length).fill(0));
-    row.forEach((count, gpu) => (target[gpu] = (target[gpu] ?? 0) + count));
+  mergeInto(bucket, {
+    generation: bucket.generation,
+    tokens: outcome.tokens,
+    batches: 1,
+    crossNodeCopies: result.crossNodeCopies ?? 0,
+    homePairs: pairs?.gpu ?? 0,
+    pairs: pairs ? pairs.gpu + pairs.node + pairs.remote : 0,
+    gpuPairs: (result.gpuPairs ?? []).map((row) => [...row]),
+    latencies: [outcome.latencyMs],
   });
-  bucket.latencies.push(outcome.latencyMs);
+}
+
+/** Adds the counts of `source` to `target`; GPU loads add up per layer and GPU. */
+function mergeInto(target: Bucket, source: Bucket): void {
+  target.tokens += source.tokens;
+  target.batches += source.batches;
+  target.crossNodeCopies += source.crossNodeCopies;
+  target.homePairs += source.homePairs;
+  target.pairs += source.pairs;
+  target.latencies.push(...source.latencies);
+  source.gpuPairs.forEach((row, layer) => {
+    const sums = target.gpuPairs[layer] ?? (target.gpuPairs[layer] = new Array<number>(row.length).fill(0));
+    row.forEach((count, gpu) => (sums[gpu] = (sums[gpu] ?? 0) + count));
+  });
 }
 
 function balanceOf(bucket: Bucket): number {
@@ -151,16 +163,7 @@ export class RunAccounting {
       const bucket = this.seconds.get(second);
       if (!bucket) continue;
       merged.generation = Math.max(merged.generation, bucket.generation);
-      merged.tokens += bucket.tokens;
-      merged.batches += bucket.batches;
-      merged.crossNodeCopies += bucket.crossNodeCopies;
-      merged.homePairs += bucket.homePairs;
-      merged.pairs += bucket.pairs;
-      merged.latencies.push(...bucket.latencies);
-      bucket.gpuPairs.forEach((row, layer) => {
-        const target = merged.gpuPairs[layer] ?? (merged.gpuPairs[layer] = new Array<number>(row.length).fill(0));
-        row.forEach((count, gpu) => (target[gpu] = (target[gpu] ?? 0) + count));
-      });
+      mergeInto(merged, bucket);
     }
     if (merged.batches === 0) return null;
     return {

@@ -6,9 +6,9 @@ import { createHash, type Hash } from 'node:crypto';
 
 import { FormatVersionError, PlanValidationError } from '../errors.js';
 import { API_VERSION, type Plan, type PlanLayer, type PredictedMetrics } from './types.js';
+import { rejectUnknownFields, requireArray, requireNumber, requireObject, type JsonObject } from './json-fields.js';
 import { describeValue, validatePlan, type ValidateOptions } from './validate.js';
 
-type JsonObject = Record<string, unknown>;
 
 const PLAN_FIELDS = [
   'apiVersion',
@@ -151,26 +151,8 @@ function parsePredicted(value: unknown): PredictedMetrics {
   };
 }
 
-function requireObject(field: string, value: unknown): JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new PlanValidationError(field, `must be a JSON object, got ${describeValue(value)}`);
-  }
-  return value as JsonObject;
-}
 
-function requireArray(field: string, value: unknown): unknown[] {
-  if (!Array.isArray(value)) {
-    throw new PlanValidationError(field, `must be an array, got ${describeValue(value)}`);
-  }
-  return value;
-}
 
-function requireNumber(field: string, value: unknown): number {
-  if (typeof value !== 'number') {
-    throw new PlanValidationError(field, `must be a number, got ${describeValue(value)}`);
-  }
-  return value;
-}
 
 function requireString(field: string, value: unknown): string {
   if (typeof value !== 'string') {
@@ -179,13 +161,6 @@ function requireString(field: string, value: unknown): string {
   return value;
 }
 
-function rejectUnknownFields(prefix: string, object: JsonObject, known: readonly string[]): void {
-  for (const key of Object.keys(object)) {
-    if (!known.includes(key)) {
-      throw new PlanValidationError(`${prefix}${key}`, `is not a known field; expected one of ${known.join(', ')}`);
-    }
-  }
-}
 
 /** Feeds text to a hash in chunks of about 64 KiB, so large inputs never build one huge string. */
 class BufferedHashWriter {

@@ -9,6 +9,7 @@
  * wire header carries it as one. The first broken rule throws, naming the JSON path and the value.
  */
 import { FormatVersionError, PlanValidationError } from '../errors.js';
+import { rejectUnknownFields, requireArray, requireNumber, requireObject, type JsonObject } from '../plan/json-fields.js';
 import { parsePlan } from '../plan/json.js';
 import { API_VERSION } from '../plan/types.js';
 import { describeValue, MAX_GENERATION } from '../plan/validate.js';
@@ -23,7 +24,6 @@ const TABLE_FIELDS = ['apiVersion', 'kind', 'generation', 'topology', 'experts',
 const TOPOLOGY_FIELDS = ['nodes', 'gpusPerNode', 'slotsPerGpu'] as const;
 const INSTANCE_FIELDS = ['gpu', 'node', 'weight'] as const;
 
-type JsonObject = Record<string, unknown>;
 
 /**
  * Parses a decoded JSON value into a routing table and validates it. Unknown fields are rejected.
@@ -245,31 +245,6 @@ function requirePositiveInteger(field: string, value: unknown): number {
   return value;
 }
 
-function requireNumber(field: string, value: unknown): number {
-  if (typeof value !== 'number') {
-    throw new PlanValidationError(field, `must be a number, got ${describeValue(value)}`);
-  }
-  return value;
-}
 
-function requireObject(field: string, value: unknown): JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new PlanValidationError(field, `must be a JSON object, got ${describeValue(value)}`);
-  }
-  return value as JsonObject;
-}
 
-function requireArray(field: string, value: unknown): unknown[] {
-  if (!Array.isArray(value)) {
-    throw new PlanValidationError(field, `must be an array, got ${describeValue(value)}`);
-  }
-  return value;
-}
 
-function rejectUnknownFields(prefix: string, object: JsonObject, known: readonly string[]): void {
-  for (const key of Object.keys(object)) {
-    if (!known.includes(key)) {
-      throw new PlanValidationError(`${prefix}${key}`, `is not a known field; expected one of ${known.join(', ')}`);
-    }
-  }
-}
