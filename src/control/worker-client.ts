@@ -1,14 +1,14 @@
 /**
  * HTTP client for one worker: its router sidecar (statistics and routing tables) and its engine
- * (expert instances). Every call has a timeout; failures raise WorkerRequestError naming the
- * worker, the call and the answer.
+ * (expert instances). Every call has a timeout, and a failure raises WorkerRequestError naming
+ * the worker, the call and the response.
  */
 import { GraceMoeError } from '../errors.js';
 import { parseStats } from '../stats/json.js';
 import type { ActivationStats } from '../stats/types.js';
 import type { RoutingTable } from '../routing/types.js';
 
-/** A request to a worker failed, timed out or was answered with an unexpected status. */
+/** A request to a worker failed, timed out or got a response with an unexpected status. */
 export class WorkerRequestError extends GraceMoeError {
   readonly code = 'WORKER_REQUEST_FAILED';
   override readonly exitCode = 1;
@@ -117,13 +117,13 @@ export class HttpWorkerClient implements WorkerClient {
     }
     const text = await response.text();
     if (!accepted.includes(response.status)) {
-      throw new WorkerRequestError(`${where} answered ${response.status}: ${text.slice(0, 300)}`);
+      throw new WorkerRequestError(`${where} responded with ${response.status}: ${text.slice(0, 300)}`);
     }
     if (text === '') return { status: response.status, body: null };
     try {
       return { status: response.status, body: JSON.parse(text) as unknown };
     } catch (error) {
-      throw new WorkerRequestError(`${where} answered invalid JSON: ${text.slice(0, 100)}`, { cause: error });
+      throw new WorkerRequestError(`${where} responded with invalid JSON: ${text.slice(0, 100)}`, { cause: error });
     }
   }
 }

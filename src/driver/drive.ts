@@ -30,7 +30,7 @@ export interface DriveOptions {
   readonly onBatch?: (outcome: BatchOutcome) => void;
 }
 
-/** What the engine answered for one batch, as far as the driver reads it. */
+/** The engine's response to one batch, as far as the driver reads it. */
 export interface BatchResult {
   readonly generation: number;
   readonly tokens: number;

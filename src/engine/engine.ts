@@ -361,7 +361,7 @@ export class Engine {
       .filter((group) => group.tokens.length > 0);
     const generation = installed.table.generation;
     const gpus: number[][] = new Array(experts.length);
-    // Calls go one after another, so the router's round-robin sees the pairs in batch order.
+    // Calls go one after another, so the router's round-robin receives the pairs in batch order.
     for (const call of splitRouteCalls(groups, ROUTE_CALL_MAX_TOKENS)) {
       const response = await this.callRouter('/v1/route/batch', {
         generation,
@@ -496,7 +496,7 @@ export class Engine {
 
   /**
    * Returns the tables whose instances must stay: the followed (active) one and the router's pending
-   * one. Throws UpstreamError when the router cannot say what is pending, so nothing is dropped blind.
+   * one. Throws UpstreamError when the router does not report what is pending, so nothing is dropped blind.
    */
   private async tablesInUse(): Promise<{ role: 'active' | 'pending'; table: RoutingTable; keys: Set<string> }[]> {
     const tables: { role: 'active' | 'pending'; table: RoutingTable }[] = [];
@@ -637,7 +637,7 @@ export class Engine {
     return gpu;
   }
 
-  /** Called once per new generation the follower sees. */
+  /** Called once for every new generation the follower receives. */
   private onTable(installed: InstalledTable): void {
     const { table } = installed;
     const mismatch = this.topologyMismatch(table);

@@ -40,7 +40,7 @@ export function childLabels(name: string): Record<string, string> {
   };
 }
 
-/** The label selector string of the worker pods, for the scale subresource. */
+/** Returns the label selector of the worker pods, for the scale subresource. */
 export function selectorString(name: string): string {
   return `${DEPLOYMENT_LABEL}=${name}`;
 }
@@ -180,7 +180,7 @@ function statefulSet(owner: MoEDeployment, spec: ResolvedSpec, names: ChildNames
   });
 }
 
-/** Every child of a deployment with a valid spec and its active plan. */
+/** Returns every child of a deployment with a valid spec and its active plan. */
 export function desiredChildren(owner: MoEDeployment, spec: ResolvedSpec, plan: Plan, options: ChildOptions): KubeObject[] {
   const names = childNames(owner.metadata.name);
   const selector = { matchLabels: { [DEPLOYMENT_LABEL]: owner.metadata.name } };

@@ -50,7 +50,7 @@ export interface ObjectCache<T extends KubeObject = KubeObject> {
   list(namespace?: string): readonly T[];
 }
 
-/** Writes the reconciler makes. Every method throws KubeApiError on a non-2xx answer. */
+/** Writes the reconciler makes. Every method throws KubeApiError on a non-2xx response. */
 export interface KubeWriter {
   /** Server-side apply of a whole object under `fieldManager`, with force. Returns the result. */
   apply(object: KubeObject, fieldManager: string): Promise<KubeObject>;
@@ -60,7 +60,7 @@ export interface KubeWriter {
   event(regarding: KubeObject, type: 'Normal' | 'Warning', reason: string, note: string): Promise<void>;
 }
 
-/** A Kubernetes API call answered with an error status. */
+/** A Kubernetes API call that got an error status in response. */
 export class KubeApiError extends Error {
   constructor(
     readonly statusCode: number,

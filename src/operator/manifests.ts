@@ -116,7 +116,7 @@ export function rbacYaml(namespace = DEFAULT_NAMESPACE): string {
   return toYamlDocuments(rbacObjects(namespace), 'grace-moe operator ServiceAccount and RBAC.');
 }
 
-/** Every generated file, by path relative to the repository root. */
+/** Renders every generated file, keyed by its path relative to the repository root. */
 export async function generatedFiles(): Promise<Record<string, string>> {
   // chart.ts imports this module, so it is loaded lazily to keep the import graph acyclic.
   const { chartFiles } = await import('./chart.js');

@@ -3,7 +3,7 @@
  * round. Conditions keep their lastTransitionTime unless their status changes, so an unchanged
  * world computes an identical status and no write happens.
  *
- * Condition types and reasons (docs/operator.md says what to do about each):
+ * Condition types and reasons (docs/operator.md gives what to do about each):
  * - Ready: WorkersReady | WorkersNotReady | InvalidSpec | ChildConflict
  * - Progressing: RollingOut | RolloutComplete | InvalidSpec
  * - Degraded: AsExpected | InvalidSpec | ChildConflict | RebalanceFailed
@@ -37,7 +37,7 @@ interface StatefulSetStatus {
   readonly updateRevision?: string;
 }
 
-/** Whether a StatefulSet has rolled out its latest spec to `desired` ready pods, and how many are ready. */
+/** Reports whether a StatefulSet has rolled out its latest spec to `desired` ready pods, and how many are ready. */
 export function rolloutState(statefulSet: KubeObject | undefined, desired: number): { done: boolean; ready: number; replicas: number; message: string } {
   if (!statefulSet) return { done: false, ready: 0, replicas: 0, message: 'the worker StatefulSet does not exist yet' };
   const status = (statefulSet.status ?? {}) as StatefulSetStatus;

@@ -141,7 +141,7 @@ export function fillSpareSlots(
   return added;
 }
 
-/** The `size` GPUs of highest cost, highest first (ties to the lower index), in one pass. */
+/** Returns the `size` GPUs of highest cost, highest first (ties to the lower index), in one pass. */
 function highestCosts(costs: Float64Array, size: number): Int32Array {
   const top = new Int32Array(size).fill(-1);
   let count = 0;
@@ -170,7 +170,7 @@ function cheapestFreeGpuPerNode(placement: LayerPlacement, costs: Float64Array):
   return result;
 }
 
-/** The `count` experts with the highest load per instance that some node lacks. */
+/** Returns the `count` experts with the highest load per instance that some node lacks. */
 function hottestMissing(placement: LayerPlacement, loads: ArrayLike<number>, count: number): number[] {
   const { experts, nodes } = placement.shape;
   const chosen: number[] = [];
@@ -187,9 +187,9 @@ function hottestMissing(placement: LayerPlacement, loads: ArrayLike<number>, cou
 }
 
 /**
- * Up to 4 target GPUs for a replica of `expert`: the cheapest free GPU of the 2 cheapest nodes
- * without the expert, and of the 2 cheapest other nodes. A node whose cheapest free GPU already
- * holds the expert falls back to its next free GPU.
+ * Returns up to 4 target GPUs for a replica of `expert`: the cheapest free GPU of the 2 cheapest
+ * nodes without the expert, and of the 2 cheapest other nodes. A node whose cheapest free GPU
+ * already contains the expert falls back to its next free GPU.
  */
 function targetsFor(
   placement: LayerPlacement,

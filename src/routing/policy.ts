@@ -198,7 +198,7 @@ export type RoutingPolicy = 'locality' | 'weighted' | 'position-modulo';
 
 /**
  * Builds the chooser of a routing policy for a compiled table. Plain locality-aware routing uses
- * PrecomputedLocalityChooser, which gives the same answers faster; the spill and weighted-random
+ * PrecomputedLocalityChooser, which returns the same choices faster, while the spill and weighted-random
  * options need LocalityChooser itself.
  */
 export function createChooser(
